@@ -1,0 +1,1 @@
+"""Evaluation: quality, speed, memory and energy of ternary models against FP16."""

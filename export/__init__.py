@@ -1,0 +1,1 @@
+"""Export of trained models to GGUF and Hugging Face packed checkpoints, and import back."""

@@ -1,0 +1,1 @@
+"""The CPU inference engine for GGUF ternary models."""
