@@ -8,7 +8,7 @@ from ternlab.bitlinear.spec import FLOAT_DTYPES
 
 
 def check_float_tensor(name: str, t: object, *, min_dim: int = 1, finite: bool = True) -> None:
-    """Raise a ``TypeError``/``ValueError`` naming ``name`` unless ``t`` is a usable float tensor."""
+    """Raise ``TypeError``/``ValueError`` naming ``name`` unless ``t`` is a usable float tensor."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in FLOAT_DTYPES:
@@ -18,7 +18,9 @@ def check_float_tensor(name: str, t: object, *, min_dim: int = 1, finite: bool =
             f"Convert it first, e.g. `{name}.float()`."
         )
     if t.dim() < min_dim:
-        raise ValueError(f"`{name}` must have at least {min_dim} dimension(s), got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"`{name}` must have at least {min_dim} dimension(s), got shape {tuple(t.shape)}"
+        )
     if t.numel() == 0:
         raise ValueError(f"`{name}` is empty (shape {tuple(t.shape)}); nothing to quantize")
     if finite and not bool(torch.isfinite(t).all()):
@@ -30,7 +32,9 @@ def check_float_tensor(name: str, t: object, *, min_dim: int = 1, finite: bool =
         )
 
 
-def check_codes(name: str, codes: object, *, lo: int, hi: int, dtype: torch.dtype = torch.int8) -> None:
+def check_codes(
+    name: str, codes: object, *, lo: int, hi: int, dtype: torch.dtype = torch.int8
+) -> None:
     """Raise unless ``codes`` is a ``dtype`` tensor whose values lie in [lo, hi]."""
     if not isinstance(codes, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(codes).__name__}")

@@ -23,9 +23,7 @@ def int8_matmul(a: torch.Tensor, b_t: torch.Tensor, *, b_max_abs: int = 128) -> 
         raise TypeError(f"int8_matmul needs int8 inputs, got a={a.dtype}, b_t={b_t.dtype}")
     k = a.shape[-1]
     if b_t.dim() != 2 or b_t.shape[-1] != k:
-        raise ValueError(
-            f"int8_matmul: `b_t` must be [N, K={k}], got shape {tuple(b_t.shape)}"
-        )
+        raise ValueError(f"int8_matmul: `b_t` must be [N, K={k}], got shape {tuple(b_t.shape)}")
     bound = 128 * b_max_abs * k
     if bound >= 2**53:
         raise ValueError(f"int8_matmul: K={k} is too large for exact accumulation")

@@ -31,7 +31,9 @@ def _fields(codes: torch.Tensor) -> torch.Tensor:
 
 def _codes_from_fields(fields: torch.Tensor, name: str) -> torch.Tensor:
     if bool((fields == 3).any()):
-        raise ValueError(f"`{name}` holds the invalid 2-bit field 0b11; it is not a ternary packing")
+        raise ValueError(
+            f"`{name}` holds the invalid 2-bit field 0b11; it is not a ternary packing"
+        )
     return fields.to(torch.int8) - 1
 
 
@@ -67,14 +69,15 @@ def unpack_ternary(packed: torch.Tensor, k: int) -> torch.Tensor:
     need = -(-k // VALUES_PER_BYTE)
     if packed.shape[-1] != need:
         raise ValueError(
-            f"`packed` has {packed.shape[-1]} bytes per row; {k} codes need {need} (`k` or the data is wrong)"
+            f"`packed` has {packed.shape[-1]} bytes per row; {k} codes need {need} "
+            "(`k` or the data is wrong)"
         )
     fields = _unpack_groups(packed).movedim(0, -1).reshape(*packed.shape[:-1], -1)[..., :k]
     return _codes_from_fields(fields, "packed")
 
 
 def pack_hf_bitnet(codes: torch.Tensor) -> torch.Tensor:
-    """Pack a ternary weight ``[out, in]`` into transformers' bitnet layout ``uint8 [out/4, in]``."""
+    """Pack a ternary weight ``[out, in]`` into transformers' layout ``uint8 [out/4, in]``."""
     if codes.dim() != 2:
         raise ValueError(f"`codes` must be a 2-D weight [out, in], got shape {tuple(codes.shape)}")
     if codes.shape[0] % VALUES_PER_BYTE:
@@ -90,7 +93,8 @@ def unpack_hf_bitnet(packed: torch.Tensor) -> torch.Tensor:
     """Unpack transformers' bitnet layout ``uint8 [out/4, in]`` into int8 codes ``[out, in]``."""
     if packed.dtype != torch.uint8 or packed.dim() != 2:
         raise TypeError(
-            f"`packed` must be a 2-D torch.uint8 tensor, got {packed.dtype} of shape {tuple(packed.shape)}"
+            f"`packed` must be a 2-D torch.uint8 tensor, "
+            f"got {packed.dtype} of shape {tuple(packed.shape)}"
         )
     fields = _unpack_groups(packed).reshape(-1, packed.shape[1])
     return _codes_from_fields(fields, "packed")

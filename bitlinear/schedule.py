@@ -17,7 +17,9 @@ class QuantStrengthSchedule:
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
-            raise ValueError(f"QuantStrengthSchedule: `warmup_steps` must be >= 0, got {self.warmup_steps}")
+            raise ValueError(
+                f"QuantStrengthSchedule: `warmup_steps` must be >= 0, got {self.warmup_steps}"
+            )
         if not 0.0 <= self.start <= 1.0:
             raise ValueError(f"QuantStrengthSchedule: `start` must be in [0, 1], got {self.start}")
 
