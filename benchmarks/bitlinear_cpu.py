@@ -26,15 +26,19 @@ from ternlab.bitlinear import BitLinear
 DEFAULT_SHAPES = [(256, 512, 512), (512, 1024, 1024), (512, 1024, 4096), (512, 4096, 1024)]
 
 
-def _median_seconds(step: Callable[[], None], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def _interleaved_medians(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict:
+    """Median seconds per step; the variants take turns each round so that the
+    noise of a shared machine falls on all of them alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _train_step(layer: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -61,13 +65,14 @@ def bench_shape(tokens: int, k: int, n: int, dtype: torch.dtype, warmup: int, re
     linear = torch.nn.Linear(k, n, bias=False, dtype=dtype)
     bit = BitLinear(k, n, dtype=dtype)
     frozen = BitLinear(k, n, dtype=dtype).freeze()
-    ms = {
-        "nn.Linear fwd+bwd": _median_seconds(_train_step(linear, x), warmup, repeats) * 1e3,
-        "BitLinear fwd+bwd": _median_seconds(_train_step(bit, x), warmup, repeats) * 1e3,
-        "nn.Linear fwd": _median_seconds(_infer_step(linear, x), warmup, repeats) * 1e3,
-        "BitLinear fwd": _median_seconds(_infer_step(bit, x), warmup, repeats) * 1e3,
-        "BitLinear frozen fwd": _median_seconds(_infer_step(frozen, x), warmup, repeats) * 1e3,
+    steps = {
+        "nn.Linear fwd+bwd": _train_step(linear, x),
+        "BitLinear fwd+bwd": _train_step(bit, x),
+        "nn.Linear fwd": _infer_step(linear, x),
+        "BitLinear fwd": _infer_step(bit, x),
+        "BitLinear frozen fwd": _infer_step(frozen, x),
     }
+    ms = {name: sec * 1e3 for name, sec in _interleaved_medians(steps, warmup, repeats).items()}
     return {
         "tokens": tokens,
         "in_features": k,
@@ -98,7 +103,7 @@ def _print_table(results: list[dict]) -> None:
         "BitLinear fwd ×",
         "frozen fwd ×",
     ):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
     for r in results:
         ms = r["median_ms"]
         table.add_row(
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results/bitlinear_cpu.json"))
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per variant (median)")
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per variant (median)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="first shape only, 3 repeats")
     args = parser.parse_args(argv)
