@@ -5,6 +5,7 @@ kernels) is tested against.
 """
 
 from ternlab.bitlinear.intmm import int8_matmul
+from ternlab.bitlinear.kernels import triton_available
 from ternlab.bitlinear.layer import BitLinear
 from ternlab.bitlinear.norm import RMSNorm
 from ternlab.bitlinear.packing import (
@@ -54,6 +55,7 @@ __all__ = [
     "set_quant_strength",
     "ste_act",
     "ste_weight",
+    "triton_available",
     "unpack_hf_bitnet",
     "unpack_ternary",
     "weight_quant",

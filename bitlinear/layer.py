@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ternlab.bitlinear import kernels
 from ternlab.bitlinear.intmm import int8_matmul
 from ternlab.bitlinear.norm import RMSNorm
 from ternlab.bitlinear.quant import act_quant_unchecked, weight_quant
@@ -35,6 +36,10 @@ class BitLinear(nn.Module):
         input_norm: apply an RMSNorm to the input first (for models converted from
             full precision that lack BitNet's SubLN norms).
         norm_eps: epsilon of that RMSNorm.
+        kernel: training-mode implementation of the quantized product: ``"triton"``
+            (fused kernels, :mod:`ternlab.bitlinear.triton_function`), ``"torch"``
+            (the plain reference) or ``"auto"`` (triton on CUDA when it imports,
+            torch elsewhere). Same results within rounding; see docs/triton.md.
     """
 
     def __init__(
@@ -45,6 +50,7 @@ class BitLinear(nn.Module):
         *,
         input_norm: bool = False,
         norm_eps: float = 1e-6,
+        kernel: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -56,13 +62,18 @@ class BitLinear(nn.Module):
             )
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        self.weight = nn.Parameter(
+            torch.empty(out_features, in_features, device=device, dtype=dtype)
+        )
         self.bias = (
             nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
         )
-        self.norm = RMSNorm(in_features, norm_eps, device=device, dtype=dtype) if input_norm else None
+        self.norm = (
+            RMSNorm(in_features, norm_eps, device=device, dtype=dtype) if input_norm else None
+        )
         self.quant_strength = 1.0
         self.frozen = False
+        self.kernel = kernels.check_kernel(kernel)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -91,7 +102,11 @@ class BitLinear(nn.Module):
         w = self.weight
         if lam <= 0.0:
             return F.linear(x, w)
-        quantized = F.linear(ste_act(x), ste_weight(w))
+        # Looked up through the module so a reloaded dispatcher (tests) takes effect.
+        if kernels.resolve_kernel(self.kernel, x, w) == "triton":
+            quantized = kernels.triton_linear(x, w)
+        else:
+            quantized = F.linear(ste_act(x), ste_weight(w))
         if lam >= 1.0:
             return quantized
         return (1.0 - lam) * F.linear(x, w) + lam * quantized
@@ -109,7 +124,9 @@ class BitLinear(nn.Module):
         ``acc * weight_scale / s_x``. ``x`` is taken after the optional input norm.
         """
         if not self.frozen:
-            raise RuntimeError("BitLinear.integer_forward needs a frozen layer; call .freeze() first")
+            raise RuntimeError(
+                "BitLinear.integer_forward needs a frozen layer; call .freeze() first"
+            )
         q = act_quant_unchecked(x)
         return int8_matmul(q.codes, self.weight_codes, b_max_abs=1), q.inv_scale
 
@@ -141,5 +158,6 @@ class BitLinear(nn.Module):
         mode = "frozen" if self.frozen else f"training, quant_strength={self.quant_strength:g}"
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, input_norm={self.norm is not None}, {mode}"
+            f"bias={self.bias is not None}, input_norm={self.norm is not None}, "
+            f"kernel={self.kernel}, {mode}"
         )
