@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ternlab import __version__
+from ternlab.train.cli import add_train_command
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def _add_version(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_version)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_version]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_version, add_train_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
