@@ -1,0 +1,52 @@
+// Shared definitions of the ternary kernels: the packed layout constants and
+// the argument block every GEMV/GEMM kernel takes. No Python, no PyTorch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ternlab {
+
+// ---- packed layout (docs/engine-kernels.md) ----------------------------------
+// A weight row of K ternary codes is stored in super-blocks of kQK = 256 codes,
+// 64 bytes each (one cache line). Byte i (0..63) of a super-block holds the
+// codes at positions 64*j + i (j = 0..3) in bits 2j..2j+1, as the field
+// code + 1 (0b00 = -1, 0b01 = 0, 0b10 = +1). A vector load of W bytes at byte
+// offset i0 therefore expands, with one shift and one mask per j, into four
+// vectors of W codes that each line up with a *contiguous* run of activations
+// (positions 64*j + i0 ...): the same layout serves 16-, 32- and 64-byte SIMD.
+constexpr int kQK = 256;             // codes per super-block
+constexpr int kBlockBytes = kQK / 4; // 64 bytes per super-block
+
+// K padded to whole super-blocks (activations are zero-padded to match, so
+// the padding codes never contribute).
+inline int64_t padded_k(int64_t k) { return (k + kQK - 1) / kQK * kQK; }
+inline int64_t packed_row_bytes(int64_t k) { return padded_k(k) / 4; }
+
+// ---- kernel arguments ---------------------------------------------------------
+// The integer product acc[t, o] = sum_k x[t, k] * w[o, k] for rows o in [o0, o1).
+// The kernels compute sum_k x * (w + 1) with unsigned fields (what
+// maddubs/vpdpbusd want) and subtract xsum[t] = sum_k x[t, k].
+struct GemmArgs {
+    const uint8_t* w;        // packed weights, row o at w + o * w_stride
+    int64_t w_stride;        // bytes per packed row (= Kp / 4)
+    const int8_t* x;         // activation codes, token t at x + t * x_stride, zero-padded to Kp
+    int64_t x_stride;        // >= Kp
+    const int32_t* xsum;     // [T] sum of the codes of each token
+    int64_t T;               // tokens
+    int64_t Kp;              // padded K (multiple of kQK)
+    int32_t* acc;            // output, acc[t * acc_stride + o]
+    int64_t acc_stride;      // >= N
+};
+
+// One kernel computes rows [o0, o1) for every token.
+using MatmulKernel = void (*)(const GemmArgs& a, int64_t o0, int64_t o1);
+
+// Per-token activation quantization of one row of K floats (spec:
+// docs/quantization.md): writes K codes, s_x and the sum of the codes.
+// Returns false (and leaves the outputs unspecified) if the row holds a
+// non-finite value.
+using QuantRowKernel = bool (*)(const float* x, int64_t k, int8_t* codes, float* s_x,
+                                int32_t* code_sum);
+
+}  // namespace ternlab

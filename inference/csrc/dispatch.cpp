@@ -1,0 +1,111 @@
+#include "dispatch.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "gemm.h"
+#include "isa.h"
+#include "quant_act.h"
+
+#if TERNLAB_NEON && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+namespace ternlab {
+
+namespace {
+
+// The scalar reference handles any T, so it serves as GEMV too.
+const KernelTable kScalar{"scalar", quant_row_scalar, gemm_scalar, gemm_scalar};
+const KernelTable kAvx2{"avx2", quant_row_avx2, gemv_avx2, gemm_avx2};
+const KernelTable kAvx512{"avx512", quant_row_avx512, gemv_avx512, gemm_avx512};
+const KernelTable kNeon{"neon", quant_row_neon, gemv_neon, gemm_neon};
+const KernelTable* const kAll[] = {&kScalar, &kAvx2, &kAvx512, &kNeon};
+
+bool cpu_supports(const KernelTable* t) {
+    if (t == &kScalar) return true;
+#if TERNLAB_X86
+    __builtin_cpu_init();
+    // libgcc/compiler-rt also check that the OS saves the YMM/ZMM state (XCR0).
+    if (t == &kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (t == &kAvx512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma");
+#endif
+#if TERNLAB_NEON
+    if (t == &kNeon) return true;  // AdvSIMD is mandatory on AArch64
+#endif
+    return false;
+}
+
+const KernelTable* best() {
+    const KernelTable* b = &kScalar;
+    for (const KernelTable* t : kAll)
+        if (cpu_supports(t)) b = t;  // kAll is ordered from worst to best
+    return b;
+}
+
+const KernelTable* initial() {
+    const char* env = std::getenv("TERNLAB_ISA");
+    if (env != nullptr && *env != '\0' && std::string(env) != "auto") {
+        if (const KernelTable* t = kernel_table(env)) return t;
+    }
+    return best();
+}
+
+std::atomic<const KernelTable*>& active() {
+    static std::atomic<const KernelTable*> a{initial()};
+    return a;
+}
+
+}  // namespace
+
+std::vector<std::string> known_isas() {
+    std::vector<std::string> out;
+    for (const KernelTable* t : kAll) out.emplace_back(t->name);
+    return out;
+}
+
+std::vector<std::string> available_isas() {
+    std::vector<std::string> out;
+    for (const KernelTable* t : kAll)
+        if (cpu_supports(t)) out.emplace_back(t->name);
+    return out;
+}
+
+const KernelTable* kernel_table(const std::string& name) {
+    for (const KernelTable* t : kAll)
+        if (name == t->name) return cpu_supports(t) ? t : nullptr;
+    return nullptr;
+}
+
+void set_isa(const std::string& name) {
+    if (name.empty() || name == "auto") {
+        active().store(best());
+        return;
+    }
+    bool known = false;
+    for (const KernelTable* t : kAll) known |= (name == t->name);
+    std::string avail;
+    for (const std::string& s : available_isas()) avail += (avail.empty() ? "" : ", ") + s;
+    if (!known) {
+        std::string all;
+        for (const std::string& s : known_isas()) all += s + ", ";
+        throw std::invalid_argument("unknown ISA '" + name + "'; expected one of " + all +
+                                    "or 'auto'");
+    }
+    const KernelTable* t = kernel_table(name);
+    if (t == nullptr)
+        throw std::runtime_error("ISA '" + name + "' is not supported on this CPU (available: " +
+                                 avail + ")");
+    active().store(t);
+}
+
+std::string current_isa() { return kernels().name; }
+
+const KernelTable& kernels() { return *active().load(); }
+
+}  // namespace ternlab

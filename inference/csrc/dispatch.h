@@ -1,0 +1,32 @@
+// Run-time selection of the kernels: detect the CPU, keep one function table
+// per ISA, and let tests force a specific one (set_isa).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace ternlab {
+
+struct KernelTable {
+    const char* name;        // "scalar", "avx2", "avx512", "neon"
+    QuantRowKernel quant_row;
+    MatmulKernel gemv;       // T == 1
+    MatmulKernel gemm;       // T >= 2
+};
+
+// ISAs this build has *and* this CPU can run, from the scalar reference to the best.
+std::vector<std::string> available_isas();
+// Every ISA name this build knows, whether or not the CPU supports it.
+std::vector<std::string> known_isas();
+// Selects the kernels; throws std::invalid_argument for an unknown name and
+// std::runtime_error when the CPU (or the build) cannot run it. "auto" (or "")
+// picks the best available. The environment variable TERNLAB_ISA sets the
+// initial choice.
+void set_isa(const std::string& name);
+std::string current_isa();
+const KernelTable& kernels();
+const KernelTable* kernel_table(const std::string& name);  // nullptr if not available
+
+}  // namespace ternlab

@@ -1,0 +1,115 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "dispatch.h"
+#include "threadpool.h"
+
+namespace ternlab {
+
+namespace {
+
+constexpr int64_t kRowAlign = 16;  // thread ranges start on 64-byte boundaries of the output
+
+// Per-calling-thread scratch, reused between calls (no allocation per token).
+struct Workspace {
+    std::vector<int8_t> codes;
+    std::vector<int32_t> sums;
+    std::vector<float> s_x;
+    std::vector<int32_t> acc;
+};
+Workspace& workspace() {
+    thread_local Workspace ws;
+    return ws;
+}
+
+// Runs the kernel over rows [0, N) split into `threads` ranges; `epilogue`
+// (if any) finishes each range on the thread that computed it.
+template <class Epilogue>
+void run_rows(const KernelTable& kt, const GemmArgs& a, int64_t N, int threads,
+              const Epilogue& epilogue) {
+    const MatmulKernel kernel = a.T == 1 ? kt.gemv : kt.gemm;
+    const int64_t chunks = (N + kRowAlign - 1) / kRowAlign;
+    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
+    parallel_for(tasks, [&](int i) {
+        const int64_t o0 = chunks * i / tasks * kRowAlign;
+        const int64_t o1 = std::min(N, chunks * (i + 1) / tasks * kRowAlign);
+        if (o0 >= o1) return;
+        kernel(a, o0, o1);
+        epilogue(o0, o1);
+    });
+}
+
+}  // namespace
+
+int64_t quantize_rows(const float* x, int64_t T, int64_t K, int8_t* codes, int64_t stride,
+                      float* s_x, int32_t* sums, int threads) {
+    const KernelTable& kt = kernels();
+    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), T));
+    std::atomic<int64_t> bad{T};
+    parallel_for(tasks, [&](int i) {
+        for (int64_t t = T * i / tasks; t < T * (i + 1) / tasks; ++t) {
+            int8_t* row = codes + t * stride;
+            if (!kt.quant_row(x + t * K, K, row, s_x + t, sums + t)) {
+                int64_t cur = bad.load();
+                while (t < cur && !bad.compare_exchange_weak(cur, t)) {
+                }
+                continue;
+            }
+            std::memset(row + K, 0, static_cast<size_t>(stride - K));
+        }
+    });
+    return bad.load() == T ? -1 : bad.load();
+}
+
+void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, int64_t T,
+                int32_t* out, int threads) {
+    if (T == 0 || N == 0) return;
+    const KernelTable& kt = kernels();
+    const int64_t Kp = padded_k(K);
+    Workspace& ws = workspace();
+    ws.codes.assign(static_cast<size_t>(T * Kp), 0);
+    ws.sums.resize(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+        const int8_t* src = xcodes + t * K;
+        std::memcpy(ws.codes.data() + t * Kp, src, static_cast<size_t>(K));
+        int32_t s = 0;
+        for (int64_t k = 0; k < K; ++k) s += src[k];
+        ws.sums[t] = s;
+    }
+    const GemmArgs a{w, Kp / 4, ws.codes.data(), Kp, ws.sums.data(), T, Kp, out, N};
+    run_rows(kt, a, N, threads, [](int64_t, int64_t) {});
+}
+
+int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const float* x,
+                   int64_t T, float* y, int threads) {
+    if (T == 0 || N == 0) return -1;
+    const KernelTable& kt = kernels();
+    const int64_t Kp = padded_k(K);
+    Workspace& ws = workspace();
+    ws.codes.resize(static_cast<size_t>(T * Kp));
+    ws.sums.resize(static_cast<size_t>(T));
+    ws.s_x.resize(static_cast<size_t>(T));
+    ws.acc.resize(static_cast<size_t>(T * N));
+    const int64_t bad =
+        quantize_rows(x, T, K, ws.codes.data(), Kp, ws.s_x.data(), ws.sums.data(), threads);
+    if (bad >= 0) return bad;
+    // One float32 division per token, then one multiply per output (as the spec).
+    for (int64_t t = 0; t < T; ++t) ws.s_x[t] = scale / ws.s_x[t];
+    const float* mult = ws.s_x.data();
+    const int32_t* acc = ws.acc.data();
+    const GemmArgs a{w, Kp / 4, ws.codes.data(), Kp, ws.sums.data(), T, Kp, ws.acc.data(), N};
+    run_rows(kt, a, N, threads, [&](int64_t o0, int64_t o1) {
+        for (int64_t t = 0; t < T; ++t) {
+            const float m = mult[t];
+            for (int64_t o = o0; o < o1; ++o)
+                y[t * N + o] = static_cast<float>(acc[t * N + o]) * m;
+        }
+    });
+    return -1;
+}
+
+}  // namespace ternlab

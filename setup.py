@@ -1,0 +1,25 @@
+"""Declares the C++ extension only; all other metadata lives in pyproject.toml.
+
+``ternlab.inference._kernels`` is built for baseline x86-64 / AArch64: no
+``-march=native``. The SIMD kernels opt into AVX2 / AVX-512 per function and are
+chosen at run time from the CPU's features (inference/csrc/dispatch.cpp).
+"""
+
+from glob import glob
+
+from pybind11.setup_helpers import Pybind11Extension
+from setuptools import setup
+
+CSRC = "inference/csrc"
+
+kernels = Pybind11Extension(
+    "ternlab.inference._kernels",
+    sources=sorted(glob(f"{CSRC}/*.cpp")),
+    depends=sorted(glob(f"{CSRC}/*.h")),
+    include_dirs=[CSRC],
+    cxx_std=17,
+    # -ffp-contract=off: the float steps must stay single IEEE operations, as the spec says.
+    extra_compile_args=["-O3", "-ffp-contract=off"],
+)
+
+setup(ext_modules=[kernels])
