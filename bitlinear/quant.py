@@ -8,9 +8,11 @@ llama.cpp and bitnet.cpp converters):
     weights:      s_w = 1 / max(mean(|W|), eps)
                   codes = clamp(round(W * s_w), -1, 1)           int8
                   scale = 1 / s_w                                float32 scalar
-    activations:  s_x = 127 / max(max(|x|, dim=-1), eps)         per token
+    activations:  s_x = 127 / max(max(|x|, dim=-1), eps)         per token (*)
                   codes = clamp(round(x * s_x), -128, 127)       int8
 
+(*) PyTorch evaluates ``scalar / tensor`` as ``tensor.reciprocal() * scalar``:
+two float32 roundings, which the Triton and C++ kernels reproduce.
 ``round`` is round-half-to-even (``torch.round``). Multiplying by the
 reciprocal (not dividing by the mean) is what the references do, and it can
 move a value across a .5 boundary, so we do the same.

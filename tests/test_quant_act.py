@@ -81,3 +81,14 @@ def test_dequant_divides_in_float32_then_casts():
 def test_bad_input_names_the_argument(bad, error, match):
     with pytest.raises(error, match=match):
         act_quant(bad)
+
+
+def test_multiplier_is_reciprocal_then_times_127():
+    # The spec's two float32 roundings (what PyTorch does for `127 / tensor`),
+    # which differ from one division 127/a in the last bit for many inputs.
+    x = torch.rand(4096, 3, generator=torch.Generator().manual_seed(4)) * 10 + 1e-3
+    a = x.abs().amax(-1, keepdim=True)
+    q = act_quant(x)
+    assert torch.equal(q.inv_scale, torch.reciprocal(a) * 127)
+    one_division = torch.div(torch.full_like(a, 127.0, dtype=torch.float64), a.double()).float()
+    assert not torch.equal(q.inv_scale, one_division)
