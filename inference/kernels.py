@@ -75,8 +75,7 @@ def set_isa(name: str) -> None:
     """Force a kernel set (process-wide), e.g. for tests; ``"auto"`` picks the best.
 
     Raises ``ValueError`` for an unknown name and ``RuntimeError`` when this CPU
-    (or build) cannot run it. The environment variable ``TERNLAB_ISA`` sets the
-    initial choice.
+    (or build) cannot run it. The best available set is the initial choice.
     """
     _kernels.set_isa(name)
 

@@ -48,16 +48,9 @@ const KernelTable* best() {
     return b;
 }
 
-const KernelTable* initial() {
-    const char* env = std::getenv("TERNLAB_ISA");
-    if (env != nullptr && *env != '\0' && std::string(env) != "auto") {
-        if (const KernelTable* t = kernel_table(env)) return t;
-    }
-    return best();
-}
-
 std::atomic<const KernelTable*>& active() {
-    static std::atomic<const KernelTable*> a{initial()};
+    // No environment override: the choice is made in code (set_isa), never hidden.
+    static std::atomic<const KernelTable*> a{best()};
     return a;
 }
 

@@ -22,8 +22,7 @@ std::vector<std::string> available_isas();
 std::vector<std::string> known_isas();
 // Selects the kernels; throws std::invalid_argument for an unknown name and
 // std::runtime_error when the CPU (or the build) cannot run it. "auto" (or "")
-// picks the best available. The environment variable TERNLAB_ISA sets the
-// initial choice.
+// picks the best available, which is also the initial choice.
 void set_isa(const std::string& name);
 std::string current_isa();
 const KernelTable& kernels();
