@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ternlab import __version__
+from ternlab.export.cli import add_export_commands
 from ternlab.train.cli import add_train_command
 
 
@@ -34,7 +35,11 @@ def _add_version(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_version)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_version, add_train_command]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_version,
+    add_train_command,
+    add_export_commands,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

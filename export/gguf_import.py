@@ -1,0 +1,101 @@
+"""``ternlab import FILE.gguf``: a GGUF (I2_S, TQ1_0, TQ2_0, F16, Q8_0) -> a trainable checkpoint.
+
+Ternary tensors become latent weights that quantize back to the file's codes and
+scale (:mod:`ternlab.export.latent`); the rest are dequantized to float32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ternlab.export import codec, names
+from ternlab.export.ckpt_writer import Imported, trainable_config, write_checkpoint
+from ternlab.export.errors import ExportError
+from ternlab.export.latent import latent_from_ternary
+from ternlab.export.metadata import K_CONFIG, K_HF_JSON, K_TOK_CONFIG
+from ternlab.export.progress import track
+from ternlab.export.reader import arch_key, architecture, get, open_gguf
+
+ARCHS = ("bitnet", "bitnet-b1.58")
+
+
+def read_gguf(path: str | Path, progress: bool = False) -> Imported:
+    """Read a BitNet GGUF into an :class:`Imported` model (no file written)."""
+    reader = open_gguf(path)
+    arch = architecture(reader)
+    if arch not in ARCHS:
+        raise ExportError(
+            f"{path}: general.architecture={arch!r}; ternlab imports {', '.join(ARCHS)} GGUFs"
+        )
+    tensors = reader.tensors
+    ternary = any(codec.is_ternary_type(t) for t in tensors)
+    state: dict[str, torch.Tensor] = {}
+    moved: list[str] = []
+    for t in track(tensors, len(tensors), "importing", progress):
+        hf = names.to_hf(t.name)
+        if codec.is_ternary_type(t):
+            codes, scale = codec.decode_ternary(t)
+            exact_scale = int(t.tensor_type) == codec.I2S_TYPE_ID
+            w, got = latent_from_ternary(
+                torch.from_numpy(codes), float(scale), t.name, nearest=not exact_scale
+            )
+            if np.float32(got) != scale:
+                moved.append(f"{t.name}: {float(scale)!r} -> {got!r}")
+            state[hf] = w
+        else:
+            state[hf] = torch.from_numpy(codec.decode_float(t).copy())
+    config = _config(reader, path, arch, "output.weight" not in {t.name for t in tensors})
+    return Imported(trainable_config(config, ternary), state, _tokenizer(reader), moved)
+
+
+def import_gguf(path: str | Path, out: str | Path, progress: bool = False) -> Imported:
+    """Import ``path`` and write the checkpoint folder ``out``."""
+    imported = read_gguf(path, progress)
+    write_checkpoint(out, imported)
+    return imported
+
+
+def _config(reader, path, arch: str, tied: bool) -> dict:
+    """ternlab's own ``config.json`` if the file carries it, else one from the GGUF keys."""
+    own = get(reader, K_CONFIG, None)
+    if own is not None:
+        return json.loads(own)
+    hidden = int(arch_key(reader, "embedding_length"))
+    return {
+        "vocab_size": len(get(reader, "tokenizer.ggml.tokens")),
+        "hidden_size": hidden,
+        "intermediate_size": int(arch_key(reader, "feed_forward_length")),
+        "num_hidden_layers": int(arch_key(reader, "block_count")),
+        "num_attention_heads": int(arch_key(reader, "attention.head_count")),
+        "num_key_value_heads": int(arch_key(reader, "attention.head_count_kv")),
+        "hidden_act": "silu" if arch == "bitnet" else "relu2",
+        "max_position_embeddings": int(arch_key(reader, "context_length")),
+        "rms_norm_eps": float(arch_key(reader, "attention.layer_norm_rms_epsilon")),
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": float(arch_key(reader, "rope.freq_base", 10000.0)),
+        },
+        "tie_word_embeddings": tied,
+        "bos_token_id": get(reader, "tokenizer.ggml.bos_token_id", None),
+        "eos_token_id": get(reader, "tokenizer.ggml.eos_token_id", None),
+        "pad_token_id": get(reader, "tokenizer.ggml.padding_token_id", None),
+    }
+
+
+def _tokenizer(reader) -> dict[str, str]:
+    """tokenizer.json (and tokenizer_config.json) as the exporter embedded them."""
+    hf_json = get(reader, K_HF_JSON, None)
+    if hf_json is None:
+        raise ExportError(
+            f"{reader.data.filename}: no {K_HF_JSON} key; ternlab imports the tokenizer from it "
+            "(GGUFs written by ternlab or llama.cpp's converter carry it)"
+        )
+    files = {"tokenizer.json": hf_json}
+    tcfg = get(reader, K_TOK_CONFIG, None)
+    if tcfg is not None:
+        files["tokenizer_config.json"] = tcfg
+    return files
