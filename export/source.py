@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from ternlab.export.errors import ExportError
+from ternlab.train.checkpoint import LATEST, latest_checkpoint
 
 #: The Linear layers BitLinear replaces (every one but the LM head).
 TERNARY_RE = re.compile(r"model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.weight")
@@ -57,9 +58,23 @@ class Checkpoint:
         return json.loads(f.read_text()) if f.is_file() else {}
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load ``config.json`` and every ``*.safetensors`` of a checkpoint folder as float32."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder ``path`` names: the folder itself, a training run's
+    ``checkpoints/latest`` pointer file, or the run folder (its latest checkpoint)."""
     path = Path(path)
+    if path.is_file() and path.name == LATEST:
+        return path.parent / path.read_text().strip()
+    if not (path / "config.json").is_file():
+        return latest_checkpoint(path) or path
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load ``config.json`` and every ``*.safetensors`` of a checkpoint folder as float32.
+
+    ``path`` may also be a run folder or its ``checkpoints/latest`` pointer.
+    """
+    path = resolve_checkpoint(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise ExportError(
