@@ -338,56 +338,36 @@ _INTERP_GEMM = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2}
 _INTERP_ROW_BLOCK = 16
 
 
-def _gemm_configs(block_k: int) -> list[triton.Config]:
-    shapes = [
-        (128, 128, 4, 8),
-        (128, 256, 3, 8),
-        (256, 128, 3, 8),
-        (64, 128, 4, 4),
-        (128, 64, 4, 4),
-    ]
+# (output-tile rows, output-tile cols, stages, warps) that every GEMM kernel's autotuner tries.
+_TILES = [
+    (128, 128, 4, 8),
+    (128, 256, 3, 8),
+    (256, 128, 3, 8),
+    (64, 128, 4, 4),
+    (128, 64, 4, 4),
+]
+
+
+def _configs(rows: str, cols: str, reduce: str, reduce_block: int) -> list[triton.Config]:
+    """One config per tile shape: output tile ``[rows, cols]``, reduction block ``reduce``."""
     return [
         triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": block_k, "GROUP_M": 8},
-            num_stages=s,
-            num_warps=w,
+            {rows: r, cols: c, reduce: reduce_block, "GROUP_M": 8}, num_stages=s, num_warps=w
         )
-        for bm, bn, s, w in shapes
+        for r, c, s, w in _TILES
     ]
+
+
+def _gemm_configs(block_k: int) -> list[triton.Config]:
+    return _configs("BLOCK_M", "BLOCK_N", "BLOCK_K", block_k)
 
 
 def _grad_input_configs() -> list[triton.Config]:
-    # Output tile is [BLOCK_M, BLOCK_K]; the reduction block is BLOCK_N.
-    shapes = [
-        (128, 128, 4, 8),
-        (128, 256, 3, 8),
-        (256, 128, 3, 8),
-        (64, 128, 4, 4),
-        (128, 64, 4, 4),
-    ]
-    return [
-        triton.Config(
-            {"BLOCK_M": bm, "BLOCK_K": bk, "BLOCK_N": 64, "GROUP_M": 8}, num_stages=s, num_warps=w
-        )
-        for bm, bk, s, w in shapes
-    ]
+    return _configs("BLOCK_M", "BLOCK_K", "BLOCK_N", 64)
 
 
 def _grad_weight_configs() -> list[triton.Config]:
-    # Output tile is [BLOCK_N, BLOCK_K]; the reduction block is BLOCK_M.
-    shapes = [
-        (128, 128, 4, 8),
-        (128, 256, 3, 8),
-        (256, 128, 3, 8),
-        (64, 128, 4, 4),
-        (128, 64, 4, 4),
-    ]
-    return [
-        triton.Config(
-            {"BLOCK_N": bn, "BLOCK_K": bk, "BLOCK_M": 64, "GROUP_M": 8}, num_stages=s, num_warps=w
-        )
-        for bn, bk, s, w in shapes
-    ]
+    return _configs("BLOCK_N", "BLOCK_K", "BLOCK_M", 64)
 
 
 if INTERPRET:
