@@ -15,6 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _default_mode(path: Path, base: int) -> None:
+    """Give a temporary the permissions a plain ``open``/``mkdir`` would have had.
+
+    ``mkstemp``/``mkdtemp`` create private (0600/0700) entries; an exported model is
+    meant to be shared like any other file.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(base & ~umask)
+
+
 @contextmanager
 def atomic_file(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; move it into place only if the block succeeds."""
@@ -25,6 +36,7 @@ def atomic_file(final: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        _default_mode(tmp, 0o666)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -38,6 +50,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         if final.exists():  # replace an old export: move it aside first (os.replace needs empty)
             old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
             os.replace(final, old / "x")
