@@ -10,6 +10,7 @@ import gguf
 import numpy as np
 import pytest
 import torch
+from export_helpers import quick_checkpoint
 
 from ternlab.bitlinear.quant import weight_quant
 from ternlab.export.codec import fp16_scale
@@ -21,31 +22,10 @@ from ternlab.export.source import load_checkpoint
 
 
 def _train(root: Path, *extra: str, inter: int = 512) -> Path:
-    from ternlab.train import compose, train
-
-    res = train(
-        compose(
-            [
-                "model=tiny",
-                "model.hidden_size=256",
-                f"model.intermediate_size={inter}",
-                "tracking=disabled",
-                "data.seq_len=32",
-                "data.arith.num_examples=300",
-                "trainer.batch_size=4",
-                "trainer.max_steps=4",
-                "trainer.progress=false",
-                "trainer.plot=false",
-                "trainer.eval_every=1000",
-                "trainer.eval_batches=1",
-                "optim.warmup_steps=1",
-                f"data.cache_dir={root / 'cache'}",
-                f"trainer.output_dir={root / 'run'}",
-                *extra,
-            ]
-        )
+    # Rows of 256 values: the smallest shape every GGUF ternary type accepts.
+    return quick_checkpoint(
+        root, "model.hidden_size=256", f"model.intermediate_size={inter}", *extra
     )
-    return res.checkpoint
 
 
 @pytest.fixture(scope="module")

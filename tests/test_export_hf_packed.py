@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_helpers import quick_checkpoint
 from safetensors.torch import load_file, save_file
 
 from ternlab.bitlinear.quant import weight_quant
@@ -20,29 +21,7 @@ from ternlab.export.torch_model import load_torch_model
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    from ternlab.train import compose, train
-
-    root = tmp_path_factory.mktemp("hf")
-    res = train(
-        compose(
-            [
-                "model=tiny",
-                "tracking=disabled",
-                "data.seq_len=32",
-                "data.arith.num_examples=300",
-                "trainer.batch_size=4",
-                "trainer.max_steps=4",
-                "trainer.progress=false",
-                "trainer.plot=false",
-                "trainer.eval_every=1000",
-                "trainer.eval_batches=1",
-                "optim.warmup_steps=1",
-                f"data.cache_dir={root / 'cache'}",
-                f"trainer.output_dir={root / 'run'}",
-            ]
-        )
-    )
-    return res.checkpoint
+    return quick_checkpoint(tmp_path_factory.mktemp("hf"))
 
 
 def test_transformers_loads_packed(ckpt, tmp_path):
