@@ -7,7 +7,7 @@ chosen at run time from the CPU's features (inference/csrc/dispatch.cpp).
 
 from glob import glob
 
-from pybind11.setup_helpers import Pybind11Extension
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, naive_recompile
 from setuptools import setup
 
 CSRC = "inference/csrc"
@@ -21,5 +21,9 @@ kernels = Pybind11Extension(
     # -ffp-contract=off: the float steps must stay single IEEE operations, as the spec says.
     extra_compile_args=["-O3", "-ffp-contract=off"],
 )
+
+# Compile the sources in parallel and, in a development tree, only those that changed
+# (`python setup.py build_ext --inplace`); NPY_NUM_BUILD_JOBS sets the job count.
+ParallelCompile("NPY_NUM_BUILD_JOBS", needs_recompile=naive_recompile).install()
 
 setup(ext_modules=[kernels])

@@ -17,6 +17,14 @@
 namespace py = pybind11;
 using namespace ternlab;
 
+namespace ternlab {
+// Defined in bind_*.cpp, one file per part of the engine.
+void bind_gguf(py::module_& m);
+void bind_weights(py::module_& m);
+void bind_model(py::module_& m);
+void bind_bandwidth(py::module_& m);
+}  // namespace ternlab
+
 namespace {
 
 constexpr int64_t kMaxK = (int64_t{1} << 24) - 1;  // |acc| <= 128 K stays inside int32
@@ -194,4 +202,8 @@ PYBIND11_MODULE(_kernels, m) {
     m.def("known_isas", &known_isas);
     m.def("set_isa", &set_isa, py::arg("name"));
     m.def("current_isa", &current_isa);
+    bind_gguf(m);
+    bind_weights(m);
+    bind_model(m);
+    bind_bandwidth(m);
 }
