@@ -64,6 +64,8 @@ bool type_block(uint32_t type, int64_t* block_values, int64_t* block_bytes);
 // an overflow. (I2_S: n / 4 + 32, the float32 scale and padding at the end.)
 uint64_t tensor_nbytes(uint32_t type, const std::vector<int64_t>& ne, const std::string& what);
 
+class GgufCursor;
+
 class GgufFile {
    public:
     explicit GgufFile(const std::string& path);  // throws GgufError
@@ -95,6 +97,11 @@ class GgufFile {
     void release(const GgufTensor& t) const;
 
    private:
+    void parse();
+    void read_metadata(GgufCursor& c, uint64_t n_kv);
+    void read_tensor_infos(GgufCursor& c, uint64_t n_tensors);
+    void place_tensors(uint64_t header_end);
+
     std::string path_;
     uint32_t version_ = 0;
     uint64_t alignment_ = 32;
