@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ternlab.export import codec, names
 from ternlab.export.arch import Plan, plan_export
 from ternlab.export.atomic import atomic_file
 from ternlab.export.errors import ExportError
-from ternlab.export.metadata import write_metadata
+from ternlab.export.metadata import K_SCALES, write_metadata
 from ternlab.export.progress import track
 from ternlab.export.source import Checkpoint, load_checkpoint
 
@@ -77,13 +78,16 @@ def ternary_of(ckpt: Checkpoint, name: str) -> tuple[np.ndarray, np.float32]:
     return q.codes.numpy(), np.float32(q.scale.item())
 
 
-def add_tensor(w: GGUFWriter, ckpt: Checkpoint, plan: Plan, name: str) -> None:
-    """Encode one checkpoint tensor into the writer."""
+def add_tensor(
+    w: GGUFWriter, ckpt: Checkpoint, plan: Plan, name: str, scales: dict[str, float]
+) -> None:
+    """Encode one checkpoint tensor into the writer; record a ternary tensor's exact scale."""
     gname = names.to_gguf(name)
     t = tensor_type(ckpt, plan, name)
     if t in codec.TERNARY_TYPES:
         codes, scale = ternary_of(ckpt, name)
         codec.add_ternary(w, gname, codes, scale, t)
+        scales[gname] = float(scale)
     else:
         codec.add_float(w, gname, ckpt.state[name].numpy(), t)
 
@@ -106,8 +110,13 @@ def export_gguf(
         w = GGUFWriter(tmp, plan.arch)
         write_metadata(w, ckpt, plan)
         todo = export_names(ckpt)
+        scales: dict[str, float] = {}
         for name in track(todo, len(todo), f"encoding {qtype}", progress):
-            add_tensor(w, ckpt, plan, name)
+            add_tensor(w, ckpt, plan, name, scales)
+        if scales:
+            # TQ blocks hold the scale in fp16; this key lets `ternlab import` restore the
+            # checkpoint's float32 scale exactly (runtimes use the blocks' own scales).
+            w.add_string(K_SCALES, json.dumps(scales, sort_keys=True))
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()

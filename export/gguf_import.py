@@ -16,7 +16,7 @@ from ternlab.export import codec, names
 from ternlab.export.ckpt_writer import Imported, trainable_config, write_checkpoint
 from ternlab.export.errors import ExportError
 from ternlab.export.latent import latent_from_ternary
-from ternlab.export.metadata import K_CONFIG, K_HF_JSON, K_TOK_CONFIG
+from ternlab.export.metadata import K_CONFIG, K_HF_JSON, K_SCALES, K_TOK_CONFIG
 from ternlab.export.progress import track
 from ternlab.export.reader import arch_key, architecture, get, open_gguf
 
@@ -33,13 +33,15 @@ def read_gguf(path: str | Path, progress: bool = False) -> Imported:
         )
     tensors = reader.tensors
     ternary = any(codec.is_ternary_type(t) for t in tensors)
+    exact = _exact_scales(reader)
     state: dict[str, torch.Tensor] = {}
     moved: list[str] = []
     for t in track(tensors, len(tensors), "importing", progress):
         hf = names.to_hf(t.name)
         if codec.is_ternary_type(t):
             codes, scale = codec.decode_ternary(t)
-            exact_scale = int(t.tensor_type) == codec.I2S_TYPE_ID
+            scale = _checkpoint_scale(t.name, scale, exact)
+            exact_scale = int(t.tensor_type) == codec.I2S_TYPE_ID or t.name in exact
             w, got = latent_from_ternary(
                 torch.from_numpy(codes), float(scale), t.name, nearest=not exact_scale
             )
@@ -50,6 +52,25 @@ def read_gguf(path: str | Path, progress: bool = False) -> Imported:
             state[hf] = torch.from_numpy(codec.decode_float(t).copy())
     config = _config(reader, path, arch, "output.weight" not in {t.name for t in tensors})
     return Imported(trainable_config(config, ternary), state, _tokenizer(reader), moved)
+
+
+def _exact_scales(reader) -> dict[str, float]:
+    """The float32 scales ternlab's exporter recorded (TQ blocks round them to fp16)."""
+    raw = get(reader, K_SCALES, None)
+    return {} if raw is None else {k: float(v) for k, v in json.loads(raw).items()}
+
+
+def _checkpoint_scale(name: str, scale: np.float32, exact: dict[str, float]) -> np.float32:
+    """The recorded scale, if it is the one the file's blocks were rounded from."""
+    if name not in exact:
+        return scale
+    recorded = np.float32(exact[name])
+    if recorded != scale and np.float32(np.float16(recorded)) != scale:
+        raise ExportError(
+            f"tensor {name}: the recorded scale {float(recorded)!r} does not match the file's "
+            f"{float(scale)!r}; the file was edited after export"
+        )
+    return recorded
 
 
 def import_gguf(path: str | Path, out: str | Path, progress: bool = False) -> Imported:

@@ -24,6 +24,7 @@ K_VERSION = "ternlab.version"
 K_SPEC = "ternlab.quant_spec_version"
 K_TYPE = "ternlab.tensor_type"
 K_CONFIG = "ternlab.config_json"
+K_SCALES = "ternlab.weight_scales_json"  # {GGUF tensor name: float32 scale}
 K_TOK_CONFIG = "ternlab.tokenizer_config_json"
 K_HF_JSON = "tokenizer.huggingface.json"  # gguf-py's Keys.Tokenizer.HF_JSON
 

@@ -53,19 +53,26 @@ def _ternary(ckpt: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {n: weight_quant(w) for n, w in c.state.items() if c.is_ternary_weight(n)}
 
 
-def _assert_same_model(src: Path, back: Path, qtype: str, moved: list[str]) -> None:
-    """Codes identical; scale the checkpoint's float32 (I2_S) or its fp16 rounding (TQ)."""
+def _assert_same_model(src: Path, back: Path, moved: list[str]) -> None:
+    """Codes and float32 scales identical (TQ files record the exact scale beside the fp16 one)."""
     a, b = _ternary(src), _ternary(back)
     assert a.keys() == b.keys() and a
+    for name, qa in a.items():
+        assert torch.equal(qa.codes, b[name].codes), name
+        assert b[name].scale == qa.scale, name
+    assert moved == []
+
+
+def _assert_fp16_scales(src: Path, back: Path, moved: list[str]) -> None:
+    """Without the recorded scales a TQ import gets each block's fp16 scale, or the nearest
+    float32 mean to it (one ulp off, reported in ``moved``)."""
+    a, b = _ternary(src), _ternary(back)
     moved_names = {m.split(":")[0] for m in moved}
     for name, qa in a.items():
         qb = b[name]
         assert torch.equal(qa.codes, qb.codes), name
-        if qtype == "i2_s":
-            assert qb.scale == qa.scale, name
-            continue
         want = torch.tensor(fp16_scale(float(qa.scale)))
-        if qb.scale != want:  # fp16 scale not reachable as a float32 mean: one ulp off, reported
+        if qb.scale != want:
             assert torch.nextafter(want, qb.scale) == qb.scale, name
             assert any(m.startswith("blk.") for m in moved_names), moved
 
@@ -84,11 +91,33 @@ def test_ternary_roundtrip_silu(silu, tmp_path, qtype):
     want = {"i2_s": I2S_TYPE_ID, "tq1_0": 34, "tq2_0": 35}[qtype]
     assert want in types and int(gguf.GGMLQuantizationType.F16) in types
     imported = import_gguf(out, tmp_path / "back")
-    _assert_same_model(silu, tmp_path / "back", qtype, imported.scale_changes)
+    _assert_same_model(silu, tmp_path / "back", imported.scale_changes)
     assert (tmp_path / "back" / "tokenizer.json").read_text() == (
         silu / "tokenizer.json"
     ).read_text()
     assert _listing(tmp_path) == sorted([out.name, "back"])  # no temporaries left
+
+
+@pytest.mark.parametrize("qtype", ["tq2_0", "tq1_0"])
+def test_tq_import_without_recorded_scales_uses_the_blocks(silu, tmp_path, qtype, monkeypatch):
+    import ternlab.export.gguf_import as gi
+
+    out = tmp_path / "m.gguf"
+    export_gguf(silu, out, qtype)
+    monkeypatch.setattr(gi, "_exact_scales", lambda reader: {})  # as in a foreign file
+    imported = import_gguf(out, tmp_path / "back")
+    _assert_fp16_scales(silu, tmp_path / "back", imported.scale_changes)
+
+
+def test_recorded_scale_must_match_the_blocks():
+    from ternlab.export.gguf_import import _checkpoint_scale
+
+    exact = {"blk.0.attn_q.weight": 0.123456789}
+    d = np.float32(np.float16(0.123456789))
+    assert _checkpoint_scale("blk.0.attn_q.weight", d, exact) == np.float32(0.123456789)
+    assert _checkpoint_scale("blk.0.attn_k.weight", d, exact) == d
+    with pytest.raises(ExportError, match="edited after export"):
+        _checkpoint_scale("blk.0.attn_q.weight", np.float32(0.5), exact)
 
 
 def test_i2s_is_unknown_to_plain_gguf_reader(silu, tmp_path):
@@ -105,7 +134,7 @@ def test_relu2_untied_exports_bitnet_b158(relu2, tmp_path):
     names = {t.name for t in TernaryGGUFReader(out).tensors}
     assert "output.weight" in names and "blk.1.ffn_sub_norm.weight" in names
     imported = import_gguf(out, tmp_path / "back")
-    _assert_same_model(relu2, tmp_path / "back", "i2_s", imported.scale_changes)
+    _assert_same_model(relu2, tmp_path / "back", imported.scale_changes)
 
 
 def test_metadata_roundtrips(silu, tmp_path):
