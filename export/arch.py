@@ -52,8 +52,8 @@ def plan_export(ckpt: Checkpoint, qtype: str, embed_type: str = "f16") -> Plan:
         )
     if qtype not in TERNARY_TYPES and qtype not in ("f16", "q8_0"):
         raise ExportError(f"--type {qtype}: choose one of i2_s, tq1_0, tq2_0, f16, q8_0")
-    if embed_type not in ("f16", "q8_0"):
-        raise ExportError(f"--embed-type {embed_type}: choose f16 or q8_0")
+    if embed_type not in ("f16", "q8_0", "q6_k"):
+        raise ExportError(f"--embed-type {embed_type}: choose f16, q8_0 or q6_k")
     arch = ARCH_BY_ACT.get(ckpt.hidden_act)
     if arch is None:
         raise ExportError(

@@ -93,9 +93,10 @@ def add_export_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--type", choices=TYPES, help="GGUF tensor type of the linear weights")
     p.add_argument(
         "--embed-type",
-        choices=("f16", "q8_0"),
+        choices=("f16", "q8_0", "q6_k"),
         default="f16",
-        help="type of token_embd/output (default f16)",
+        help="type of token_embd/output (default f16; q8_0 and q6_k shrink the head that "
+        "decode reads for every token)",
     )
     p.add_argument(
         "--verify",

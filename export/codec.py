@@ -8,7 +8,8 @@ Ternary types store ``codes`` and a scale:
   ``d = 0``. The fp16 rounding of the scale is the format's.
 * ``i2_s`` (bitnet.cpp): see :mod:`ternlab.export.i2s`; float32 scale, exact.
 
-Full-precision tensors: ``f16``, ``q8_0`` (blocks of 32, fp16 scale), ``f32``.
+Full-precision tensors: ``f16``, ``q8_0`` (blocks of 32, fp16 scale), ``q6_k``
+(embedding/head only: :mod:`ternlab.export.q6k`), ``f32``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from gguf.gguf_reader import ReaderTensor
 from ternlab.export.errors import ExportError
 from ternlab.export.i2s import BLOCK as I2S_BLOCK
 from ternlab.export.i2s import I2S_TYPE_ID, add_i2s_tensor, i2s_nbytes, unpack_i2s
+from ternlab.export.q6k import quantize_q6_k
 
 Q = GGMLQuantizationType
 TERNARY_TYPES = {"tq1_0": Q.TQ1_0, "tq2_0": Q.TQ2_0, "i2_s": I2S_TYPE_ID}
-FLOAT_TYPES = {"f16": Q.F16, "q8_0": Q.Q8_0, "f32": Q.F32}
+FLOAT_TYPES = {"f16": Q.F16, "q8_0": Q.Q8_0, "q6_k": Q.Q6_K, "f32": Q.F32}
 
 
 def row_block(qtype: str) -> int:
@@ -61,14 +63,20 @@ def add_ternary(w: GGUFWriter, name: str, codes: np.ndarray, scale: float, qtype
 
 
 def add_float(w: GGUFWriter, name: str, array: np.ndarray, qtype: str) -> None:
-    """Add a full-precision tensor as ``f32``, ``f16`` or ``q8_0``."""
+    """Add a full-precision tensor as ``f32``, ``f16``, ``q8_0`` or ``q6_k``."""
     a = np.ascontiguousarray(array, dtype=np.float32)
     if qtype == "f32":
         w.add_tensor(name, a)
     elif qtype == "f16":
         w.add_tensor(name, a.astype(np.float16))
     else:
-        w.add_tensor(name, quants.quantize(a, FLOAT_TYPES[qtype]), raw_dtype=FLOAT_TYPES[qtype])
+        w.add_tensor(name, _quantize(a, qtype), raw_dtype=FLOAT_TYPES[qtype])
+
+
+def _quantize(a: np.ndarray, qtype: str) -> np.ndarray:
+    if qtype == "q6_k":
+        return quantize_q6_k(a)  # gguf-py has no Q6_K encoder
+    return quants.quantize(a, FLOAT_TYPES[qtype])
 
 
 def expected_float(array: np.ndarray, qtype: str) -> np.ndarray:
@@ -79,7 +87,7 @@ def expected_float(array: np.ndarray, qtype: str) -> np.ndarray:
     if qtype == "f16":
         return a.astype(np.float16).astype(np.float32)
     t = FLOAT_TYPES[qtype]
-    return quants.dequantize(quants.quantize(a, t), t).reshape(a.shape)
+    return quants.dequantize(_quantize(a, qtype), t).reshape(a.shape)
 
 
 def is_ternary_type(t: ReaderTensor) -> bool:

@@ -88,12 +88,12 @@ def _greedy_llama(llm, prompt: list[int]) -> list[int]:
     return out
 
 
-def _compare(ckpt: Path, gguf: Path) -> float:
+def _compare(ckpt: Path, gguf: Path, model=None) -> float:
     """Assert greedy equality and close logits; returns the largest |Δlogit|."""
     from transformers import AutoTokenizer
 
     prompt = AutoTokenizer.from_pretrained(ckpt).encode(PROMPT)
-    ours, logits = _greedy_torch(load_torch_model(ckpt), prompt)
+    ours, logits = _greedy_torch(model or load_torch_model(ckpt), prompt)
     llm = _llama(gguf)
     try:
         theirs = _greedy_llama(llm, prompt)
@@ -140,3 +140,21 @@ def test_llamacpp_runs_fp16_baseline(tmp_path_factory):
     export_gguf(ckpt, out, "f16")
     diff = _compare(ckpt, out)
     print(f"f16: max |Δlogit| = {diff:.4f}")
+
+
+def test_llamacpp_reads_our_q6k_head(silu_ckpt, tmp_path):
+    """Our Q6_K bytes decode in llama.cpp as gguf-py decodes them: the PyTorch model given the
+    gguf-py-dequantized embedding (tied: also the head) matches llama.cpp as closely as F16."""
+    from gguf import GGUFReader
+
+    from ternlab.export.codec import decode_float
+
+    out = tmp_path / "m-q6k.gguf"
+    export_gguf(silu_ckpt, out, "tq2_0", embed_type="q6_k")
+    emb = next(t for t in GGUFReader(out).tensors if t.name == "token_embd.weight")
+    assert emb.tensor_type.name == "Q6_K"
+    model = load_torch_model(silu_ckpt)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(torch.from_numpy(decode_float(emb)))
+    diff = _compare(silu_ckpt, out, model)
+    print(f"tq2_0 + q6_k head: max |Δlogit| = {diff:.4f}")
