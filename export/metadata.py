@@ -115,5 +115,7 @@ def _special_ids(w: GGUFWriter, config: dict, tcfg: dict) -> None:
         w.add_eos_token_id(eos)
     if config.get("pad_token_id") is not None:
         w.add_pad_token_id(config["pad_token_id"])
-    w.add_add_bos_token(bool(tcfg.get("add_bos_token", False)))
+    # ternlab's data pipeline starts every training document with BOS (train/data.py), so a
+    # runtime must put it before a prompt too, whatever tokenizer_config.json says.
+    w.add_add_bos_token(config.get("bos_token_id") is not None or bool(tcfg.get("add_bos_token")))
     w.add_add_eos_token(bool(tcfg.get("add_eos_token", False)))
