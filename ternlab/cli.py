@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from ternlab import __version__
 from ternlab.export.cli import add_export_commands
+from ternlab.inference.cli import add_inference_commands
 from ternlab.train.cli import add_train_command
 
 
@@ -39,6 +40,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_version,
     add_train_command,
     add_export_commands,
+    add_inference_commands,
 ]
 
 

@@ -4,6 +4,7 @@
 
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace py = pybind11;
@@ -26,6 +27,12 @@ py::object to_python(const GgufValue& v) {
     }
 }
 
+// A key in a message: a NUL byte would cut Python's copy of the message short.
+std::string shown(std::string key) {
+    std::replace(key.begin(), key.end(), '\0', '?');
+    return key;
+}
+
 py::list tensor_list(const GgufFile& f) {
     py::list out;
     for (const GgufTensor& t : f.tensors()) {
@@ -42,9 +49,11 @@ py::list tensor_list(const GgufFile& f) {
     return out;
 }
 
-std::shared_ptr<GgufFile> open_file(const std::string& path) {
+// `path`: str, bytes or os.PathLike (os.fsencode gives the exact bytes of the name).
+std::shared_ptr<GgufFile> open_file(const py::object& path) {
+    const std::string p = py::bytes(py::module_::import("os").attr("fsencode")(path));
     py::gil_scoped_release nogil;
-    return std::make_shared<GgufFile>(path);
+    return std::make_shared<GgufFile>(p);
 }
 
 }  // namespace
@@ -56,7 +65,8 @@ py::dict metadata_dict(const GgufFile& f) {
             out[py::str(key)] = to_python(value);
         } catch (py::error_already_set& e) {
             if (!e.matches(PyExc_UnicodeDecodeError)) throw;
-            throw GgufError(f.path() + ": metadata '" + key + "' is not valid UTF-8");
+            throw GgufError(f.path() + ": metadata '" + shown(key) +
+                            "' is a string that is not valid UTF-8: corrupt file");
         }
     }
     return out;

@@ -1,6 +1,142 @@
-// Placeholder: replaced by the model bindings.
+// Python view of the transformer runner: `_kernels.Model(path, threads=1, n_ctx=0)`.
+// Loading and eval run with the GIL released; a mutex serialises calls on one
+// model from several Python threads (the KV cache is shared state).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "bind_gguf.h"
+#include "model.h"
+
+namespace py = pybind11;
+
 namespace ternlab {
-void bind_model(pybind11::module_& m) { (void)m; }
+
+namespace {
+
+struct PyModel {
+    std::unique_ptr<Model> model;
+    std::mutex mu;
+};
+
+std::unique_ptr<PyModel> open_model(const py::object& path, int threads, int64_t n_ctx) {
+    const std::string p = py::str(py::module_::import("os").attr("fspath")(path));
+    auto out = std::make_unique<PyModel>();
+    py::gil_scoped_release nogil;
+    out->model = std::make_unique<Model>(p, threads, n_ctx);
+    return out;
+}
+
+py::dict config_dict(const ModelConfig& c) {
+    py::dict d;
+    d["arch"] = c.arch;
+    d["n_vocab"] = c.n_vocab;
+    d["n_embd"] = c.n_embd;
+    d["n_layer"] = c.n_layer;
+    d["n_head"] = c.n_head;
+    d["n_head_kv"] = c.n_head_kv;
+    d["head_dim"] = c.head_dim;
+    d["n_ff"] = c.n_ff;
+    d["n_ctx_train"] = c.n_ctx_train;
+    d["rms_eps"] = c.rms_eps;
+    d["rope_base"] = c.rope_base;
+    d["relu2"] = c.relu2;
+    d["sub_norm"] = c.sub_norm;
+    d["neox_rope"] = c.neox_rope;
+    d["bos"] = c.bos;
+    d["eos"] = c.eos;
+    return d;
+}
+
+std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Any 1-D array-like of integers -> int32 token ids, each checked against the vocabulary.
+std::vector<int32_t> token_ids(const py::object& tokens, int64_t n_vocab) {
+    py::array a = py::module_::import("numpy").attr("asarray")(tokens);
+    if (a.ndim() != 1)
+        throw py::value_error("`tokens` must be a 1-D sequence of token ids, got shape " +
+                              shape_str(a));
+    if (a.size() == 0) throw py::value_error("`tokens` is empty; pass at least one token id");
+    const char kind = a.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+        throw py::type_error("`tokens` must hold integers, got dtype " +
+                             std::string(py::str(a.dtype())));
+    auto ids = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!ids) throw py::type_error("`tokens` does not convert to int64 (uint64 above 2**63?)");
+    std::vector<int32_t> out(static_cast<size_t>(ids.size()));
+    const int64_t* p = ids.data();
+    for (py::ssize_t i = 0; i < ids.size(); ++i) {
+        if (p[i] < 0 || p[i] >= n_vocab)
+            throw py::value_error("`tokens`[" + std::to_string(i) + "] = " +
+                                  std::to_string(p[i]) + " is outside the vocabulary [0, " +
+                                  std::to_string(n_vocab) + ")");
+        out[static_cast<size_t>(i)] = static_cast<int32_t>(p[i]);
+    }
+    return out;
+}
+
+py::array_t<float> eval(PyModel& self, const py::object& tokens, bool all_logits) {
+    const int64_t n_vocab = self.model->config().n_vocab;
+    const std::vector<int32_t> ids = token_ids(tokens, n_vocab);
+    const auto T = static_cast<py::ssize_t>(ids.size());
+    const auto V = static_cast<py::ssize_t>(n_vocab);
+    py::array_t<float> logits = all_logits ? py::array_t<float>({T, V}) : py::array_t<float>(V);
+    float* out = logits.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(self.mu);
+        self.model->eval(ids.data(), T, all_logits, out);
+    }
+    return logits;
+}
+
+template <class F>
+void locked(PyModel& self, const F& fn) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(self.mu);
+    fn(*self.model);
+}
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+    py::class_<PyModel>(m, "Model",
+                        "A decoder-only transformer (bitnet, bitnet-b1.58, llama) read from a "
+                        "GGUF file, with a KV cache of n_ctx positions (0: the training "
+                        "context, at most 4096). Bad files raise GGUFError.")
+        .def(py::init(&open_model), py::arg("path"), py::arg("threads") = 1,
+             py::arg("n_ctx") = 0)
+        .def_property_readonly("config",
+                               [](const PyModel& s) { return config_dict(s.model->config()); })
+        .def_property_readonly("metadata",
+                               [](const PyModel& s) { return metadata_dict(s.model->file()); })
+        .def_property_readonly("path", [](const PyModel& s) { return s.model->file().path(); })
+        .def_property_readonly("n_ctx", [](const PyModel& s) { return s.model->n_ctx(); })
+        .def_property_readonly("n_past", [](const PyModel& s) { return s.model->n_past(); })
+        .def_property(
+            "threads", [](const PyModel& s) { return s.model->threads(); },
+            [](PyModel& s, int threads) { locked(s, [&](Model& m) { m.set_threads(threads); }); })
+        .def(
+            "truncate",
+            [](PyModel& s, int64_t n) { locked(s, [&](Model& m) { m.truncate(n); }); },
+            py::arg("n"), "Forget cached positions >= n (0 clears the cache).")
+        .def("eval", &eval, py::arg("tokens"), py::arg("all_logits") = false,
+             "Run `tokens` (1-D ints) at positions n_past..; returns float32 logits "
+             "[T, n_vocab] if all_logits else [n_vocab] for the last token.")
+        .def("__repr__", [](const PyModel& s) {
+            const ModelConfig& c = s.model->config();
+            return "<Model " + c.arch + " " + s.model->file().path() + ": " +
+                   std::to_string(c.n_layer) + " layers, n_embd " + std::to_string(c.n_embd) +
+                   ", n_ctx " + std::to_string(s.model->n_ctx()) + ", n_past " +
+                   std::to_string(s.model->n_past()) + ">";
+        });
+}
+
 }  // namespace ternlab

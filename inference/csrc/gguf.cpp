@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <system_error>
 
 namespace ternlab {
 
@@ -38,11 +40,16 @@ class GgufCursor {
         pos_ += sizeof(T);
         return v;
     }
+    // A length-prefixed string. `max_len` is a limit of the format (key and
+    // tensor names), checked before the bytes left in the file.
     std::string string(const std::string& field, uint64_t max_len) {
         const uint64_t n = read<uint64_t>(field + " length");
-        if (n > max_len) fail(field + " length " + std::to_string(n) + " exceeds the limit " +
-                              std::to_string(max_len));
-        need(n, field);
+        if (n > max_len)
+            fail(field + " length " + std::to_string(n) + " exceeds the limit of " +
+                 std::to_string(max_len) + " bytes: corrupt file");
+        if (n > remaining())
+            fail(field + " length " + std::to_string(n) + " exceeds the " +
+                 std::to_string(remaining()) + " bytes left in the file: truncated or corrupt");
         std::string s(reinterpret_cast<const char*>(p_ + pos_), static_cast<size_t>(n));
         pos_ += n;
         return s;
@@ -61,7 +68,14 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxDims = 4;              // GGML_MAX_DIMS
 constexpr uint64_t kMaxKeyBytes = 65535;  // the spec's limit on key length
 constexpr int kMaxArrayDepth = 8;
+constexpr uint64_t kMinAlignment = 8;  // the spec: "it must be a multiple of 8"
 constexpr uint64_t kMaxAlignment = uint64_t{1} << 20;
+// Elements of one metadata array. Far above any tokenizer (~10^6 entries), it
+// bounds the memory a small hostile file can claim (a GgufValue is ~90 bytes).
+constexpr uint64_t kMaxArrayLength = uint64_t{1} << 24;
+// Vectors sized from a count in the file reserve at most this much up front
+// (the rest grows as entries actually parse), so a lying count costs nothing.
+constexpr uint64_t kMaxReserve = 4096;
 
 struct TypeInfo {
     uint32_t id;
@@ -92,6 +106,107 @@ const TypeInfo* find_type(uint32_t id) {
     return nullptr;
 }
 
+const char* value_type_name(uint32_t type) {
+    static const char* const names[] = {"uint8", "int8",   "uint16", "int16", "uint32",
+                                        "int32", "float32", "bool",  "string", "array",
+                                        "uint64", "int64", "float64"};
+    return type < 13 ? names[type] : "unknown";
+}
+
+// Length of the strict UTF-8 sequence at p (no overlong forms, surrogates or
+// code points above U+10FFFF), or 0 if the bytes there are not one.
+int utf8_length(const unsigned char* p, const unsigned char* end) {
+    const unsigned c = *p;
+    if (c < 0x80) return 1;
+    int more;
+    unsigned cp, min;
+    if ((c & 0xE0) == 0xC0) { more = 1; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { more = 2; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { more = 3; cp = c & 0x07; min = 0x10000; }
+    else return 0;
+    if (end - p <= more) return 0;
+    for (int i = 1; i <= more; ++i) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return more + 1;
+}
+
+bool valid_utf8(const std::string& s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* end = p + s.size();
+    for (int n; p < end; p += n)
+        if ((n = utf8_length(p, end)) == 0) return false;
+    return true;
+}
+
+// A name as shown in a message: control bytes (NUL above all, which would cut
+// the message short in Python) and bytes that are not UTF-8 (Python could not
+// decode the message and would lose it) are escaped as \xNN.
+std::string printable(const std::string& s) {
+    static const char hex[] = "0123456789abcdef";
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* end = p + s.size();
+    std::string out;
+    for (int n; p < end; p += n) {
+        n = utf8_length(p, end);
+        if (n > 1 || (n == 1 && *p >= 0x20 && *p != 0x7F)) {
+            out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+        } else {
+            n = 1;
+            out += "\\x";
+            out += hex[*p >> 4];
+            out += hex[*p & 15];
+        }
+    }
+    return out;
+}
+
+// std::strerror is not thread-safe; the loader runs without the GIL.
+std::string errno_message(int err) { return std::generic_category().message(err); }
+
+#ifndef TERNLAB_GGUF_HEAP_COPY
+// Maps the whole file read-only and closes `fd`.
+const uint8_t* map_file(int fd, uint64_t size, const std::string& path) {
+    void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    if (m == MAP_FAILED) throw GgufError(path + ": mmap failed: " + errno_message(err));
+    return static_cast<const uint8_t*>(m);
+}
+
+void unmap_file(const uint8_t* p, uint64_t size) { ::munmap(const_cast<uint8_t*>(p), size); }
+#else
+// Sanitizer builds (tools/sanitize_driver.cpp): an exact-size heap copy instead
+// of a mapping, which AddressSanitizer does not watch, so that a read even one
+// byte past the end of the file is reported.
+const uint8_t* map_file(int fd, uint64_t size, const std::string& path) {
+    void* p = nullptr;
+    if (::posix_memalign(&p, 4096, size) != 0) {
+        ::close(fd);
+        throw GgufError(path + ": out of memory for a copy of the file");
+    }
+    for (uint64_t done = 0; done < size;) {
+        const ssize_t n = ::pread(fd, static_cast<uint8_t*>(p) + done, size - done,
+                                  static_cast<off_t>(done));
+        if (n <= 0) {
+            const int err = errno;
+            ::close(fd);
+            std::free(p);
+            throw GgufError(path + ": read failed: " + errno_message(n == 0 ? EIO : err));
+        }
+        done += static_cast<uint64_t>(n);
+    }
+    ::close(fd);
+    return static_cast<const uint8_t*>(p);
+}
+
+void unmap_file(const uint8_t* p, uint64_t) { std::free(const_cast<uint8_t*>(p)); }
+#endif
+
+size_t capped_reserve(uint64_t n) { return static_cast<size_t>(std::min(n, kMaxReserve)); }
+
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
     return __builtin_mul_overflow(a, b, out);
 }
@@ -111,7 +226,9 @@ uint64_t min_value_bytes(uint32_t type) {
 GgufValue read_value(GgufCursor& c, uint32_t type, const std::string& key, int depth);
 
 GgufValue read_array(GgufCursor& c, const std::string& key, int depth) {
-    if (depth >= kMaxArrayDepth) c.fail("metadata '" + key + "': arrays nested too deeply");
+    if (depth >= kMaxArrayDepth)
+        c.fail("metadata '" + key + "': arrays nested more than " +
+               std::to_string(kMaxArrayDepth) + " deep: corrupt file");
     GgufValue v;
     v.type = 9;
     v.array_type = c.read<uint32_t>("metadata '" + key + "' array type");
@@ -121,8 +238,11 @@ GgufValue read_array(GgufCursor& c, const std::string& key, int depth) {
     const uint64_t n = c.read<uint64_t>("metadata '" + key + "' array length");
     if (n > c.remaining() / min_value_bytes(v.array_type))
         c.fail("metadata '" + key + "': array length " + std::to_string(n) +
-               " cannot fit in the rest of the file");
-    v.array.reserve(static_cast<size_t>(n));
+               " cannot fit in the rest of the file: truncated or corrupt");
+    if (n > kMaxArrayLength)
+        c.fail("metadata '" + key + "': array length " + std::to_string(n) +
+               " exceeds the limit of " + std::to_string(kMaxArrayLength) + " elements");
+    v.array.reserve(capped_reserve(n));
     for (uint64_t i = 0; i < n; ++i) v.array.push_back(read_value(c, v.array_type, key, depth + 1));
     return v;
 }
@@ -145,7 +265,7 @@ GgufValue read_value(GgufCursor& c, uint32_t type, const std::string& key, int d
             v.i = b;
             break;
         }
-        case 8: v.s = c.string(field, c.remaining()); break;
+        case 8: v.s = c.string(field, std::numeric_limits<uint64_t>::max()); break;
         case 9: return read_array(c, key, depth);
         case 10: {
             const uint64_t u = c.read<uint64_t>(field);
@@ -156,12 +276,16 @@ GgufValue read_value(GgufCursor& c, uint32_t type, const std::string& key, int d
         }
         case 11: v.i = c.read<int64_t>(field); break;
         case 12: v.f = c.read<double>(field); break;
-        default: c.fail(field + ": unknown value type " + std::to_string(type));
+        default:
+            c.fail(field + ": unknown value type " + std::to_string(type) +
+                   " (GGUF has 0 to 12): corrupt file or a newer GGUF");
     }
     return v;
 }
 
-bool is_int(const GgufValue& v) { return v.type <= 5 || v.type == 7 || v.type == 10 || v.type == 11; }
+bool is_int(const GgufValue& v) {
+    return v.type <= 5 || v.type == 7 || v.type == 10 || v.type == 11;
+}
 
 }  // namespace
 
@@ -203,34 +327,39 @@ uint64_t tensor_nbytes(uint32_t type, const std::vector<int64_t>& ne, const std:
     return n / static_cast<uint64_t>(t->block_values) * static_cast<uint64_t>(t->block_bytes);
 }
 
-GgufFile::GgufFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw GgufError(path + ": cannot open: " + std::strerror(errno));
+// path_ is the name as messages show it (the same unless it holds control bytes
+// or is not UTF-8); `path` is what is opened.
+GgufFile::GgufFile(const std::string& path) : path_(printable(path)) {
+    if (path.find('\0') != std::string::npos)
+        throw GgufError(path_ + ": cannot open: the path contains a NUL byte");
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) throw GgufError(path_ + ": cannot open: " + errno_message(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const bool dir = S_ISDIR(st.st_mode);
         ::close(fd);
-        throw GgufError(path + ": not a regular file");
+        throw GgufError(path_ + (dir ? ": is a directory, not a GGUF file"
+                                    : ": not a regular file (a GGUF model is a file)"));
     }
     size_ = static_cast<uint64_t>(st.st_size);
     if (size_ < 24) {
         ::close(fd);
-        throw GgufError(path + ": truncated file: " + std::to_string(size_) +
+        if (size_ == 0) throw GgufError(path_ + ": empty file (0 bytes): not a GGUF model");
+        throw GgufError(path_ + ": truncated file: " + std::to_string(size_) +
                         " bytes is smaller than a GGUF header (24 bytes)");
     }
-    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (m == MAP_FAILED) throw GgufError(path + ": mmap failed: " + std::strerror(errno));
-    map_ = static_cast<const uint8_t*>(m);
+    map_ = map_file(fd, size_, path_);
     try {
         parse();
     } catch (...) {
-        ::munmap(const_cast<uint8_t*>(map_), size_);
+        unmap_file(map_, size_);
         throw;
     }
 }
 
 GgufFile::~GgufFile() {
-    if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
+    if (map_) unmap_file(map_, size_);
 }
 
 void GgufFile::parse() {
@@ -238,59 +367,76 @@ void GgufFile::parse() {
     if (c.read<uint32_t>("magic") != kMagic)
         throw GgufError(path_ + ": not a GGUF file (the first 4 bytes are not 'GGUF')");
     version_ = c.read<uint32_t>("version");
+    if (version_ == __builtin_bswap32(2u) || version_ == __builtin_bswap32(3u))
+        throw GgufError(path_ + ": a big-endian GGUF file; only little-endian files are "
+                        "supported (re-export without --bigendian)");
     if (version_ != 2 && version_ != 3)
         throw GgufError(path_ + ": GGUF version " + std::to_string(version_) +
                         " is not supported (2 and 3 are); re-export the model");
     const uint64_t n_tensors = c.read<uint64_t>("tensor count");
     const uint64_t n_kv = c.read<uint64_t>("metadata count");
     if (n_kv > c.remaining() / 13)  // key length + value type + one byte at least
-        c.fail("metadata count " + std::to_string(n_kv) + " cannot fit in the file");
+        c.fail("metadata count " + std::to_string(n_kv) + " cannot fit in the " +
+               std::to_string(c.remaining()) + " bytes left: truncated or corrupt");
     read_metadata(c, n_kv);
     if (n_tensors > c.remaining() / 32)  // name length, n_dims, ne[0], type, offset
-        c.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the file");
+        c.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the " +
+               std::to_string(c.remaining()) + " bytes left: truncated or corrupt");
     read_tensor_infos(c, n_tensors);
     place_tensors(c.pos());
 }
 
 void GgufFile::read_metadata(GgufCursor& c, uint64_t n_kv) {
-    kv_.reserve(static_cast<size_t>(n_kv));
+    kv_.reserve(capped_reserve(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
-        std::string key = c.string("metadata key #" + std::to_string(i), kMaxKeyBytes);
-        const uint32_t type = c.read<uint32_t>("metadata '" + key + "' type");
-        GgufValue v = read_value(c, type, key, 0);
+        const std::string field = "metadata key #" + std::to_string(i);
+        std::string key = c.string(field, kMaxKeyBytes);
+        if (!valid_utf8(key)) c.fail(field + " is not valid UTF-8: corrupt file");
+        const std::string shown = printable(key);
+        const uint32_t type = c.read<uint32_t>("metadata '" + shown + "' type");
+        GgufValue v = read_value(c, type, shown, 0);
         if (!kv_index_.emplace(key, kv_.size()).second)
-            c.fail("metadata key '" + key + "' appears twice");
+            c.fail("metadata key '" + shown + "' appears twice");
         kv_.emplace_back(std::move(key), std::move(v));
     }
     if (const GgufValue* a = find_key("general.alignment")) {
-        if (a->type != 4 || a->i == 0 || (a->i & (a->i - 1)) || static_cast<uint64_t>(a->i) > kMaxAlignment)
-            throw GgufError(path_ + ": metadata 'general.alignment' must be a uint32 power of two "
-                            "up to 1 MiB, got " + std::to_string(a->i));
-        alignment_ = static_cast<uint64_t>(a->i);
+        const std::string what = path_ + ": metadata 'general.alignment' must be a uint32 ";
+        if (a->type != 4)
+            throw GgufError(what + "but is a " + value_type_name(a->type) + ": corrupt file");
+        const uint64_t al = static_cast<uint64_t>(a->i);
+        if (al == 0 || (al & (al - 1)))
+            throw GgufError(what + "power of two, got " + std::to_string(al));
+        if (al < kMinAlignment || al > kMaxAlignment)
+            throw GgufError(what + "multiple of 8 up to 1 MiB, got " + std::to_string(al));
+        alignment_ = al;
     }
 }
 
 void GgufFile::read_tensor_infos(GgufCursor& c, uint64_t n_tensors) {
-    tensors_.reserve(static_cast<size_t>(n_tensors));
+    tensors_.reserve(capped_reserve(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) {
         GgufTensor t;
-        t.name = c.string("tensor #" + std::to_string(i) + " name", kMaxKeyBytes);
-        const std::string what = path_ + ": tensor '" + t.name + "'";
-        const uint32_t n_dims = c.read<uint32_t>("tensor '" + t.name + "' n_dims");
+        const std::string field = "tensor #" + std::to_string(i) + " name";
+        t.name = c.string(field, kMaxKeyBytes);
+        if (!valid_utf8(t.name)) c.fail(field + " is not valid UTF-8: corrupt file");
+        const std::string shown = printable(t.name);
+        const std::string what = path_ + ": tensor '" + shown + "'";
+        const uint32_t n_dims = c.read<uint32_t>("tensor '" + shown + "' n_dims");
         if (n_dims == 0 || n_dims > kMaxDims)
-            c.fail("tensor '" + t.name + "' has " + std::to_string(n_dims) +
-                   " dimensions; ggml allows 1 to 4");
+            c.fail("tensor '" + shown + "' has " + std::to_string(n_dims) +
+                   " dimensions; ggml allows 1 to 4: corrupt file");
         for (uint32_t d = 0; d < n_dims; ++d) {
-            const uint64_t v = c.read<uint64_t>("tensor '" + t.name + "' dimension");
+            const uint64_t v = c.read<uint64_t>("tensor '" + shown + "' dimension");
             if (v == 0 || v > (uint64_t{1} << 40))
-                c.fail("tensor '" + t.name + "' dimension " + std::to_string(v) + " is absurd");
+                c.fail("tensor '" + shown + "' dimension " + std::to_string(d) + " is " +
+                       std::to_string(v) + "; it must be 1 to 2^40: corrupt file");
             t.ne.push_back(static_cast<int64_t>(v));
         }
-        t.type = c.read<uint32_t>("tensor '" + t.name + "' type");
-        t.offset = c.read<uint64_t>("tensor '" + t.name + "' offset");
+        t.type = c.read<uint32_t>("tensor '" + shown + "' type");
+        t.offset = c.read<uint64_t>("tensor '" + shown + "' offset");
         t.nbytes = tensor_nbytes(t.type, t.ne, what);
         if (!tensor_index_.emplace(t.name, tensors_.size()).second)
-            c.fail("tensor name '" + t.name + "' appears twice");
+            c.fail("tensor name '" + shown + "' appears twice");
         tensors_.push_back(std::move(t));
     }
 }
@@ -305,7 +451,8 @@ void GgufFile::place_tensors(uint64_t header_end) {
     const uint64_t data_size = data_start <= size_ ? size_ - data_start : 0;
     std::vector<const GgufTensor*> by_offset;
     for (GgufTensor& t : tensors_) {
-        const std::string what = path_ + ": tensor '" + t.name + "' (" + type_name(t.type) + ")";
+        const std::string what =
+            path_ + ": tensor '" + printable(t.name) + "' (" + type_name(t.type) + ")";
         if (t.offset % alignment_)
             throw GgufError(what + ": offset " + std::to_string(t.offset) +
                             " is not a multiple of the alignment " + std::to_string(alignment_));
@@ -322,8 +469,8 @@ void GgufFile::place_tensors(uint64_t header_end) {
         const GgufTensor& a = *by_offset[i - 1];
         const GgufTensor& b = *by_offset[i];
         if (a.offset + a.nbytes > b.offset)
-            throw GgufError(path_ + ": tensors '" + a.name + "' and '" + b.name +
-                            "' overlap: corrupt file");
+            throw GgufError(path_ + ": tensors '" + printable(a.name) + "' and '" +
+                            printable(b.name) + "' overlap: corrupt file");
     }
 }
 
@@ -380,6 +527,10 @@ std::string GgufFile::get_string(const std::string& key, const std::string& fall
 }
 
 void GgufFile::release(const GgufTensor& t) const {
+#ifdef TERNLAB_GGUF_HEAP_COPY
+    (void)t;  // heap memory: MADV_DONTNEED would zero it
+    return;
+#endif
     // Only whole pages inside the tensor: its neighbours may still be in use.
     const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data) + page - 1) / page * page;

@@ -1,0 +1,32 @@
+// Causal grouped-query attention of a batch of new tokens over the float32 KV
+// cache of one layer (model.cpp), split over threads by (token, KV head).
+#pragma once
+
+#include <cstdint>
+
+namespace ternlab {
+
+// Cache layout of one layer, per KV head h (n_ctx positions of head_dim values):
+//   K at k + h * n_ctx * head_dim, [position][head_dim]
+//   V at v + h * head_dim * n_ctx, transposed: [head_dim][position]
+struct AttentionArgs {
+    const float* q;       // [T, n_head * head_dim], RoPE applied
+    const float* k;       // K cache of the layer, positions [0, pos0 + T) valid
+    const float* v;       // V cache of the layer (transposed)
+    float* out;           // [T, n_head * head_dim]
+    float* scratch;       // attention_scratch_floats(threads, n_ctx) floats
+    int64_t T = 0, pos0 = 0;  // token t sits at position pos0 + t and sees [0, pos0 + t]
+    int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
+    int64_t n_ctx = 0;
+    float scale = 1.0f;   // 1 / sqrt(head_dim)
+};
+
+// out = softmax(q k^T * scale + causal mask) v for every token and head; query
+// head h reads KV head h / (n_head / n_head_kv). Results do not depend on `threads`
+// or on how the tokens are split into calls.
+void attention(const AttentionArgs& a, int threads);
+
+// Scratch floats attention() needs for `threads` threads.
+int64_t attention_scratch_floats(int threads, int64_t n_ctx);
+
+}  // namespace ternlab

@@ -1,0 +1,36 @@
+// The inner loops of attention (attention.cpp): G <= kGroup query heads that
+// share one KV head, over n cached positions. The cache is laid out for
+// streaming: K as [position][head_dim] and V transposed, [head_dim][position],
+// per KV head, so both products read contiguous memory, and each cached value
+// is read once for the whole group (long-context decoding is bound by reading
+// the cache, not by arithmetic). A scalar reference and AVX2 + FMA versions
+// (attention_avx2.cpp), chosen at run time with the ternary kernels' ISA; they
+// agree to float32 rounding (different summation order), and each is
+// deterministic.
+#pragma once
+
+#include <cstdint>
+
+namespace ternlab {
+
+constexpr int kGroup = 4;  // query heads per kernel call
+
+struct AttentionKernels {
+    // For g < G, j < n: s[g * s_stride + j] = dot(q + g * hd, k + j * hd) * scale;
+    // mx[g] = max over j.
+    void (*scores)(const float* q, int G, const float* k, int64_t n, int64_t hd, float scale,
+                   float* s, int64_t s_stride, float* mx);
+    // s[j] = exp(s[j] - mx) / sum_j exp(s[j] - mx) for j < n, as torch's float32
+    // softmax (the AVX2 exp is a polynomial within 2 ulp of std::exp).
+    void (*softmax)(float* s, int64_t n, float mx);
+    // For g < G, d < hd: out[g * hd + d] = sum_{j < n} p[g * p_stride + j] * vt[d * vt_stride + j].
+    void (*weighted_sum)(const float* p, int G, int64_t p_stride, const float* vt,
+                         int64_t vt_stride, int64_t n, int64_t hd, float* out);
+};
+
+extern const AttentionKernels kAttentionScalar;
+#if defined(__x86_64__) || defined(__i386__)
+extern const AttentionKernels kAttentionAvx2;  // needs hd % 8 == 0 and AVX2 + FMA
+#endif
+
+}  // namespace ternlab

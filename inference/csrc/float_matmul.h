@@ -1,0 +1,89 @@
+// Float weight x float32 activation products for the F32, F16 and Q8_0
+// tensors of a GGUF model (the FP16 baseline's layers and the output head):
+//
+//   y[t, o] = sum_k w[o, k] * x[t, k]   in float32
+//
+// The weights stay in their file format and are converted in registers; the
+// converted values are exact in float32 (an fp16 value, or an int8 code times
+// an fp16 block scale: at most 8 x 11 significant bits), so the only rounding
+// is the float32 accumulation. Activations are NOT quantized (ggml's Q8_0 x
+// Q8_0 dot would add an int8 rounding of x): a Q8_0 head gives the logits of
+// its dequantized weights to within float32 summation error.
+//
+// Every output element is computed by the same sequence of operations whatever
+// the thread split, the row tiling or the token count (GEMV and GEMM share
+// it), so a token gives the same logits in a batch (prefill) and alone
+// (decode). On x86 the columns are taken 8 at a time (the last step masked),
+// step s goes with a fused multiply-add into accumulator s % 4, and the
+// accumulators and their lanes are added in a fixed tree; the avx2 and avx512
+// kernels share this sequence (avx512 reuses the AVX2 GEMV, see
+// float_matmul_avx512.cpp), so their results are identical. The scalar
+// reference uses 8 lanes with a separate multiply and add: it agrees with them
+// to within float32 summation error, not bit for bit.
+#pragma once
+
+#include <cstdint>
+
+namespace ternlab {
+
+// Row formats of float weight tensors (index into FloatKernelTable).
+enum FloatFormat : int { kFmtF32 = 0, kFmtF16 = 1, kFmtQ8_0 = 2, kNumFloatFormats = 3 };
+
+constexpr int64_t kQ8Block = 32;       // Q8_0: values per block
+constexpr int64_t kQ8BlockBytes = 34;  // fp16 d, then 32 int8 codes
+
+// Bytes of one row of k values in `fmt` (k a multiple of kQ8Block for Q8_0).
+inline int64_t float_row_bytes(FloatFormat fmt, int64_t k) {
+    return fmt == kFmtF32 ? 4 * k : fmt == kFmtF16 ? 2 * k : k / kQ8Block * kQ8BlockBytes;
+}
+
+struct FloatGemmArgs {
+    const uint8_t* w;    // row o at w + o * row_bytes
+    int64_t row_bytes;   // float_row_bytes(fmt, K)
+    int64_t K;           // values per row
+    const float* x;      // activations [T, K], row-major
+    int64_t T;           // tokens
+    float* y;            // output, y[t * y_stride + o]
+    int64_t y_stride;    // >= number of rows
+};
+
+// Computes rows [o0, o1) of y for every token.
+using FloatKernel = void (*)(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+struct FloatKernelTable {
+    const char* name;                    // "scalar", "avx2", "avx512"
+    FloatKernel gemv[kNumFloatFormats];  // T == 1: weights streamed, converted in registers
+    FloatKernel gemm[kNumFloatFormats];  // any T: rows converted once into a panel, reused
+};
+
+// The table for the ISA the ternary kernels use (dispatch.h current_isa()):
+// set_isa switches both. An ISA without float kernels (neon), or a CPU with
+// AVX2 but no F16C, gets the scalar reference.
+const FloatKernelTable& float_kernels();
+// The table of one ISA name, or nullptr when this CPU or build cannot run it.
+const FloatKernelTable* float_kernel_table(const char* isa);
+
+// ---- scalar helpers (also the reference) -------------------------------------
+float fp16_to_fp32(uint16_t h);
+// One row of k values of `fmt` at `src` as float32.
+void float_row_to_f32(FloatFormat fmt, const uint8_t* src, int64_t k, float* out);
+// Per-thread scratch of at least n floats, 64-byte aligned (kernel panels).
+float* float_scratch(int64_t n);
+
+// ---- kernels -------------------------------------------------------------------
+void float_matmul_f32_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+void float_gemv_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemv_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemv_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+void float_gemm_f32_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+}  // namespace ternlab

@@ -1,0 +1,55 @@
+// Chooses the float kernels for the ISA the ternary kernels use (set_isa
+// switches both), so one knob selects every kernel the engine runs.
+#include <cstring>
+
+#include "dispatch.h"
+#include "float_matmul.h"
+#include "isa.h"
+
+namespace ternlab {
+
+namespace {
+
+const FloatKernelTable kScalar{
+    "scalar",
+    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar},
+    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar}};
+
+#if TERNLAB_X86
+const FloatKernelTable kAvx2{"avx2",
+                             {float_gemv_f32_avx2, float_gemv_f16_avx2, float_gemv_q8_0_avx2},
+                             {float_gemm_f32_avx2, float_gemm_f16_avx2, float_gemm_q8_0_avx2}};
+// The 256-bit GEMV already streams at the memory bandwidth (and a 512-bit one was
+// slower on Zen 4); the 512-bit GEMM reproduces its per-element sequence.
+const FloatKernelTable kAvx512{
+    "avx512",
+    {float_gemv_f32_avx2, float_gemv_f16_avx2, float_gemv_q8_0_avx2},
+    {float_gemm_f32_avx512, float_gemm_f16_avx512, float_gemm_q8_0_avx512}};
+
+bool has_f16c() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") != 0;
+}
+#endif
+
+}  // namespace
+
+const FloatKernelTable* float_kernel_table(const char* isa) {
+    if (std::strcmp(isa, "scalar") == 0) return &kScalar;
+#if TERNLAB_X86
+    // The ternary table's availability check covers AVX2/FMA and AVX-512 F/BW/VL;
+    // the float kernels also convert fp16 with F16C.
+    static const bool f16c = has_f16c();
+    if (std::strcmp(isa, "avx2") == 0) return f16c && kernel_table("avx2") ? &kAvx2 : nullptr;
+    if (std::strcmp(isa, "avx512") == 0)
+        return f16c && kernel_table("avx512") ? &kAvx512 : nullptr;
+#endif
+    return nullptr;
+}
+
+const FloatKernelTable& float_kernels() {
+    const FloatKernelTable* t = float_kernel_table(kernels().name);
+    return t ? *t : kScalar;
+}
+
+}  // namespace ternlab

@@ -1,0 +1,539 @@
+"""The C++ transformer runner (``_kernels.Model``) against PyTorch, on GGUF files.
+
+Parity: tiny ternlab checkpoints exported with ``export_gguf`` run in the engine
+and in PyTorch (transformers' BitNet with ternlab's *frozen* BitLinear, the
+exact integer computation of the engine). The PyTorch side uses exactly what
+the file holds: embeddings/head rounded as exported (F16 or Q8_0), TQ scales
+rounded to fp16. What remains are float32 rounding differences (RMSNorm sums,
+exp, attention order), about 4e-7 of the logit scale. Rarely such a 1-ulp
+difference moves an activation across an int8 rounding boundary; that one
+flipped code shifts the logits of its position, and through the KV cache the
+later ones, by up to ~1e-2 of the logit scale. So for ternary models each
+position must agree to ``CLOSE`` or be within ``FLIPPED``, and most positions
+must agree to ``CLOSE`` (a real bug, a wrong norm or RoPE, moves all of them).
+Float models (FP16 baseline, llama) have no int8 step and are held to
+``CLOSE``-level tolerances everywhere.
+
+A ``llama`` file written here from a random transformers Llama (q/k permuted as
+llama.cpp's converter does) checks the interleaved RoPE; hand-written files
+check the KV cache, chunked prefill and every refusal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from export_helpers import quick_checkpoint
+
+from ternlab.bitlinear import freeze
+from ternlab.bitlinear.surgery import bitlinear_modules
+from ternlab.export import names
+from ternlab.export.codec import expected_float, fp16_scale
+from ternlab.export.gguf_export import export_gguf
+from ternlab.export.torch_model import load_torch_model
+from ternlab.inference import _kernels
+
+# Relative to max |logit| of the reference, per position (row).
+CLOSE = 1e-5  # float32 rounding (measured: about 4e-7)
+FLIPPED = 3e-2  # after an int8 activation code flipped by rounding (measured: up to 1.0e-2)
+MIN_CLOSE = 0.5  # fraction of ternary positions that must be CLOSE (measured: 79-100%)
+
+
+# --- checkpoints and their exports --------------------------------------------------------
+
+
+def _train(root: Path, *extra: str) -> Path:
+    # Rows of 256 values: the smallest shape every ternary GGUF type accepts.
+    return quick_checkpoint(root, "model.hidden_size=256", "model.intermediate_size=512", *extra)
+
+
+@pytest.fixture(scope="module")
+def silu(tmp_path_factory) -> Path:
+    """Ternary, SiLU, tied embeddings: ``bitnet``."""
+    root = tmp_path_factory.mktemp("silu")
+    return _train(root, "model.hidden_act=silu", "model.tie_word_embeddings=true")
+
+
+@pytest.fixture(scope="module")
+def relu2(tmp_path_factory) -> Path:
+    """Ternary, ReLU², untied head: ``bitnet-b1.58``; trained a little (20 steps) so
+    that greedy decoding produces a varied continuation."""
+    root = tmp_path_factory.mktemp("relu2")
+    return _train(root, "trainer.max_steps=20", "data.arith.num_examples=2000")
+
+
+@pytest.fixture(scope="module")
+def fp(tmp_path_factory) -> Path:
+    """The full-precision baseline (quant=none), SiLU, tied."""
+    root = tmp_path_factory.mktemp("fp")
+    return _train(root, "quant=none", "model.hidden_act=silu", "model.tie_word_embeddings=true")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``exported(ckpt, qtype, embed_type)``: the GGUF file, exported once per module."""
+    cache: dict[tuple, Path] = {}
+
+    def get(ckpt: Path, qtype: str, embed_type: str = "f16") -> Path:
+        key = (ckpt, qtype, embed_type)
+        if key not in cache:
+            out = tmp_path_factory.mktemp("gguf") / f"{qtype}-{embed_type}.gguf"
+            export_gguf(ckpt, out, qtype, embed_type=embed_type)
+            cache[key] = out
+        return cache[key]
+
+    return get
+
+
+@torch.no_grad()
+def torch_reference(ckpt: Path, qtype: str, embed_type: str = "f16") -> torch.nn.Module:
+    """The checkpoint in PyTorch holding exactly the values of its ``qtype`` export."""
+    model = load_torch_model(ckpt)
+    done = set()
+    for mod in (model.model.embed_tokens, model.lm_head):  # tied: one tensor, rounded once
+        if mod.weight.data_ptr() not in done:
+            done.add(mod.weight.data_ptr())
+            mod.weight.copy_(torch.from_numpy(expected_float(mod.weight.numpy(), embed_type)))
+    if any(True for _ in bitlinear_modules(model)):
+        freeze(model)
+        if qtype in ("tq1_0", "tq2_0"):
+            for _, m in bitlinear_modules(model):
+                m.weight_scale.copy_(torch.tensor(fp16_scale(float(m.weight_scale))))
+    else:
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.Linear) and name.endswith("_proj"):
+                m.weight.copy_(torch.from_numpy(expected_float(m.weight.numpy(), qtype)))
+    return model
+
+
+@torch.no_grad()
+def torch_logits(model: torch.nn.Module, ids: np.ndarray) -> np.ndarray:
+    return model(torch.as_tensor(ids, dtype=torch.long)[None]).logits[0].numpy()
+
+
+def prompt(n: int, vocab: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, vocab, n).astype(np.int32)
+
+
+def row_errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """max |got - want| of each position, relative to max |want|."""
+    assert got.shape == want.shape, (got.shape, want.shape)
+    return np.abs(got - want).max(axis=-1) / np.abs(want).max()
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, what: str, tol: float = CLOSE) -> None:
+    err = float(row_errors(got, want).max())
+    assert err <= tol, f"{what}: max |diff| = {err:.2e} x max |logit| > {tol:g}"
+
+
+def assert_ternary_parity(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Every position CLOSE or FLIPPED, most of them CLOSE (see the module docstring)."""
+    err = row_errors(got, want)
+    close = float((err <= CLOSE).mean())
+    assert err.max() <= FLIPPED, f"{what}: max |diff| = {err.max():.2e} x max |logit|"
+    assert close >= MIN_CLOSE, f"{what}: only {close:.0%} of positions agree to {CLOSE:g}"
+
+
+def decode_each(m, ids: np.ndarray) -> np.ndarray:
+    """Token-by-token through the KV cache, logits of every step."""
+    return np.stack([m.eval(ids[i : i + 1]) for i in range(len(ids))])
+
+
+# --- parity with PyTorch ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["silu", "relu2"])
+@pytest.mark.parametrize("qtype", ["i2_s", "tq2_0"])
+def test_ternary_parity(which, qtype, request, exported):
+    ckpt = request.getfixturevalue(which)
+    path = exported(ckpt, qtype)
+    m = _kernels.Model(path, threads=2)
+    assert m.config["arch"] == {"silu": "bitnet", "relu2": "bitnet-b1.58"}[which]
+    ref = torch_reference(ckpt, qtype)
+    # Six prompts of 32 tokens: a flipped code only affects the rest of its prompt.
+    prompts = [prompt(32, m.config["n_vocab"], seed) for seed in range(6)]
+    got, want = [], []
+    for ids in prompts:
+        m.truncate(0)
+        got.append(m.eval(ids, all_logits=True))
+        want.append(torch_logits(ref, ids))
+    assert_ternary_parity(np.concatenate(got), np.concatenate(want), f"{which} {qtype} prefill")
+    # Decoding through the KV cache computes exactly what the prefill computes.
+    m.truncate(0)
+    np.testing.assert_array_equal(decode_each(m, prompts[0]), got[0])
+    assert m.n_past == 32
+
+
+@pytest.mark.parametrize("qtype", ["f16", "q8_0"])
+def test_fp_baseline_parity(fp, qtype, exported):
+    m = _kernels.Model(exported(fp, qtype))
+    ids = prompt(40, m.config["n_vocab"], seed=1)
+    want = torch_logits(torch_reference(fp, qtype), ids)
+    assert_close(m.eval(ids, all_logits=True), want, f"fp {qtype}")
+
+
+def test_q8_0_embeddings(relu2, exported):
+    m = _kernels.Model(exported(relu2, "tq2_0", "q8_0"))
+    ids = prompt(32, m.config["n_vocab"], seed=2)
+    want = torch_logits(torch_reference(relu2, "tq2_0", "q8_0"), ids)
+    assert_ternary_parity(m.eval(ids, all_logits=True), want, "tq2_0 with q8_0 embeddings")
+
+
+def test_greedy_generation_matches_torch(relu2, exported):
+    """32 greedy tokens after a training-format prompt, engine (KV cache) vs PyTorch."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(relu2 / "tokenizer.json"))
+    ids = tok.encode("Question: Ada has 3 apples. Ada gets 4 more. How many apples does").ids
+    m = _kernels.Model(exported(relu2, "i2_s"), threads=2)
+    logits, engine = m.eval(ids), []
+    for _ in range(32):
+        engine.append(int(np.argmax(logits)))
+        logits = m.eval([engine[-1]])
+    ref, seq = torch_reference(relu2, "i2_s"), list(ids)
+    for _ in range(32):
+        seq.append(int(np.argmax(torch_logits(ref, np.array(seq))[-1])))
+    assert engine == seq[len(ids) :], tok.decode(engine)
+    assert len(set(engine)) > 3  # a real continuation, not one token repeated
+
+
+# --- llama: interleaved RoPE on converter-permuted q/k ----------------------------------------
+
+
+def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp convert_hf_to_gguf's permute: rotate-half rows -> interleaved pairs."""
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+HP = dict(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=96, n_vocab=80, n_ctx=64)
+
+
+def write_gguf(path: Path, arch: str, hp: dict, tensors: dict[str, np.ndarray], **extra) -> Path:
+    """A model file from numpy tensors (row-major [out, in]); ``hp`` gives the metadata."""
+    w = gguf.GGUFWriter(path, arch)
+    w.add_context_length(hp["n_ctx"])
+    w.add_embedding_length(hp["n_embd"])
+    w.add_block_count(hp["n_layer"])
+    w.add_feed_forward_length(hp["n_ff"])
+    w.add_head_count(hp["n_head"])
+    w.add_head_count_kv(hp["n_head_kv"])
+    w.add_layer_norm_rms_eps(hp.get("eps", 1e-5))
+    w.add_rope_freq_base(hp.get("rope_base", 10000.0))
+    for key, value in extra.items():
+        if isinstance(value, str):
+            w.add_string(f"{arch}.{key}", value)
+        else:
+            w.add_uint32(f"{arch}.{key}", value)
+    for name, a in tensors.items():
+        w.add_tensor(name, np.ascontiguousarray(a))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def random_tensors(hp: dict, sub_norm: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    """Float32 weights of a model with ``hp``, scaled so activations stay O(1)."""
+    rng = np.random.default_rng(seed)
+    e, f, v = hp["n_embd"], hp["n_ff"], hp["n_vocab"]
+    hd = e // hp["n_head"]
+    nq, nkv = hp["n_head"] * hd, hp["n_head_kv"] * hd
+
+    def lin(o: int, i: int) -> np.ndarray:
+        return rng.normal(0, i**-0.5, (o, i)).astype(np.float32)
+
+    def norm(n: int) -> np.ndarray:
+        return rng.uniform(0.5, 1.5, n).astype(np.float32)
+
+    t = {"token_embd.weight": rng.normal(0, 1, (v, e)).astype(np.float32)}
+    for i in range(hp["n_layer"]):
+        p = f"blk.{i}."
+        t |= {
+            p + "attn_norm.weight": norm(e),
+            p + "attn_q.weight": lin(nq, e),
+            p + "attn_k.weight": lin(nkv, e),
+            p + "attn_v.weight": lin(nkv, e),
+            p + "attn_output.weight": lin(e, nq),
+            p + "ffn_norm.weight": norm(e),
+            p + "ffn_gate.weight": lin(f, e),
+            p + "ffn_up.weight": lin(f, e),
+            p + "ffn_down.weight": lin(e, f),
+        }
+        if sub_norm:
+            t |= {p + "attn_sub_norm.weight": norm(nq), p + "ffn_sub_norm.weight": norm(f)}
+    t |= {"output_norm.weight": norm(e), "output.weight": lin(v, e)}
+    return t
+
+
+def make_llama(folder: Path, hp: dict) -> tuple[Path, torch.nn.Module]:
+    """A random transformers Llama and its ``llama`` GGUF (F32, q/k permuted)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=hp["n_vocab"],
+        hidden_size=hp["n_embd"],
+        intermediate_size=hp["n_ff"],
+        num_hidden_layers=hp["n_layer"],
+        num_attention_heads=hp["n_head"],
+        num_key_value_heads=hp["n_head_kv"],
+        max_position_embeddings=hp["n_ctx"],
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    tensors = random_tensors(hp, sub_norm=False)
+    state = {}
+    for name in model.state_dict():
+        a = tensors[names.to_gguf(name)]
+        state[name] = torch.from_numpy(a)
+        if name.endswith("q_proj.weight"):
+            tensors[names.to_gguf(name)] = permute_qk(a, hp["n_head"])
+        elif name.endswith("k_proj.weight"):
+            tensors[names.to_gguf(name)] = permute_qk(a, hp["n_head_kv"])
+    model.load_state_dict(state)
+    return write_gguf(folder / "llama.gguf", "llama", hp, tensors), model
+
+
+# Head layouts the attention kernels treat differently: query heads per KV head
+# 2, 6 (a group of 4, then 2), 3, and head_dim 12 (not a multiple of 8: scalar).
+LLAMA_SHAPES = {
+    "gqa2": HP,
+    "gqa6": HP | {"n_embd": 96, "n_head": 6, "n_head_kv": 1},
+    "gqa3": HP | {"n_embd": 96, "n_head": 3, "n_head_kv": 1},
+    "hd12": HP | {"n_embd": 48, "n_head": 4, "n_head_kv": 4},
+}
+
+
+@pytest.fixture(scope="module", params=list(LLAMA_SHAPES))
+def llama(request, tmp_path_factory):
+    hp = LLAMA_SHAPES[request.param]
+    path, model = make_llama(tmp_path_factory.mktemp("llama"), hp)
+    return path, model, hp
+
+
+def test_llama_parity(llama):
+    path, model, hp = llama
+    m = _kernels.Model(path)
+    assert m.config["arch"] == "llama" and not m.config["neox_rope"]
+    ids = prompt(hp["n_ctx"], hp["n_vocab"], seed=4)
+    want = torch_logits(model, ids)
+    assert_close(m.eval(ids, all_logits=True), want, "llama prefill")
+    m.truncate(0)
+    assert_close(decode_each(m, ids), want, "llama decode")
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_llama_parity_per_isa(llama, isa):
+    """The scalar reference and the AVX2 attention kernels, each against PyTorch."""
+    if isa not in _kernels.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    path, model, hp = llama
+    ids = prompt(hp["n_ctx"], hp["n_vocab"], seed=5)
+    _kernels.set_isa(isa)
+    try:
+        got = _kernels.Model(path).eval(ids, all_logits=True)
+    finally:
+        _kernels.set_isa("auto")
+    assert_close(got, torch_logits(model, ids), f"llama with {isa}")
+
+
+# --- the KV cache, batching and threads ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    """A random ``bitnet`` (F32 weights, sub-norms) with a 1200-token context."""
+    hp = HP | {"n_ctx": 1200}
+    path = tmp_path_factory.mktemp("syn") / "bitnet.gguf"
+    return write_gguf(path, "bitnet", hp, random_tensors(hp, sub_norm=True, seed=5))
+
+
+def test_chunked_prefill_equals_pieces(synthetic):
+    """1100 tokens: chunks of 512 inside one call, against pieces and single tokens."""
+    m = _kernels.Model(synthetic)
+    assert m.n_ctx == 1200
+    ids = prompt(1100, HP["n_vocab"], seed=6)
+    whole = m.eval(ids, all_logits=True)
+    m.truncate(0)
+    parts = [m.eval(ids[a:b], all_logits=True) for a, b in [(0, 700), (700, 1000), (1000, 1100)]]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    m.truncate(1050)
+    np.testing.assert_array_equal(decode_each(m, ids[1050:]), whole[1050:])
+
+
+def test_last_logits_equal_last_row(silu, exported):
+    m = _kernels.Model(exported(silu, "tq2_0"))
+    ids = prompt(20, m.config["n_vocab"], seed=8)
+    last = m.eval(ids)
+    assert last.shape == (m.config["n_vocab"],) and last.dtype == np.float32
+    m.truncate(0)
+    assert np.array_equal(m.eval(ids, all_logits=True)[-1], last)
+
+
+def test_truncate_then_reeval_is_identical(relu2, exported):
+    m = _kernels.Model(exported(relu2, "tq2_0"))
+    ids = prompt(30, m.config["n_vocab"], seed=9)
+    first = m.eval(ids, all_logits=True)
+    m.truncate(10)
+    assert m.n_past == 10
+    assert np.array_equal(m.eval(ids[10:], all_logits=True), first[10:])
+    m.truncate(0)
+    assert np.array_equal(m.eval(ids, all_logits=True), first)
+
+
+def test_threads_do_not_change_results(relu2, exported):
+    path = exported(relu2, "i2_s")
+    ids = prompt(24, 512, seed=10)
+
+    def run(m) -> tuple[np.ndarray, np.ndarray]:
+        m.truncate(0)
+        return m.eval(ids, all_logits=True), m.eval([5])  # prefill, then one decode step
+
+    one = run(_kernels.Model(path, threads=1))
+    m = _kernels.Model(path, threads=2)
+    assert m.threads == 2
+    for got, want in zip(run(m), one, strict=True):
+        np.testing.assert_array_equal(got, want)
+    m.threads = 1
+    for got, want in zip(run(m), one, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_config_metadata_and_context(relu2, exported):
+    m = _kernels.Model(exported(relu2, "i2_s"), n_ctx=100)
+    c = m.config
+    assert (c["n_embd"], c["n_layer"], c["n_head"], c["n_head_kv"]) == (256, 2, 4, 2)
+    assert (c["n_ff"], c["n_vocab"], c["head_dim"], c["n_ctx_train"]) == (512, 512, 64, 256)
+    assert c["relu2"] and c["sub_norm"] and c["neox_rope"] and c["rope_base"] == 500000.0
+    assert (c["bos"], c["eos"]) == (1, 2)
+    assert m.metadata["general.architecture"] == "bitnet-b1.58"
+    assert (m.n_ctx, m.n_past) == (100, 0)
+    assert _kernels.Model(exported(relu2, "i2_s")).n_ctx == 256  # default: the training context
+
+
+def test_token_array_likes(relu2, exported):
+    m = _kernels.Model(exported(relu2, "i2_s"))
+    want = m.eval(np.array([5, 6, 7], dtype=np.int32))
+    for ids in (
+        [5, 6, 7],
+        (5, 6, 7),
+        np.array([5, 6, 7], dtype=np.uint16),
+        torch.tensor([5, 6, 7]),
+    ):
+        m.truncate(0)
+        assert np.array_equal(m.eval(ids), want)
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def test_bad_tokens_and_overflow(synthetic):
+    m = _kernels.Model(synthetic, n_ctx=16)
+    with pytest.raises(ValueError, match=r"`tokens`\[1\] = 80 is outside the vocabulary \[0, 80\)"):
+        m.eval([1, 80])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        m.eval([-1])
+    with pytest.raises(ValueError, match="empty"):
+        m.eval([])
+    with pytest.raises(ValueError, match="1-D"):
+        m.eval([[1, 2]])
+    with pytest.raises(TypeError, match="integers"):
+        m.eval([1.0, 2.0])
+    assert m.n_past == 0
+    m.eval(list(range(10)))
+    with pytest.raises(
+        ValueError, match="context overflow.*n_past = 10 \\+ 7 new tokens > n_ctx = 16"
+    ):
+        m.eval(list(range(7)))
+    assert m.n_past == 10
+    with pytest.raises(ValueError, match="truncate"):
+        m.truncate(11)
+    with pytest.raises(ValueError, match="threads"):
+        m.threads = 0
+    with pytest.raises(ValueError, match="n_ctx = 5000 exceeds the training context"):
+        _kernels.Model(synthetic, n_ctx=5000)
+    with pytest.raises(ValueError, match="threads"):
+        _kernels.Model(synthetic, threads=0)
+
+
+def test_non_finite_activation_rolls_back(tmp_path):
+    t = random_tensors(HP, sub_norm=True)
+    t["token_embd.weight"][7] = np.inf
+    m = _kernels.Model(write_gguf(tmp_path / "inf.gguf", "bitnet", HP, t))
+    m.eval([1, 2, 3])
+    with pytest.raises(RuntimeError, match=r"non-finite .*blk\.0\.attn_q\.weight.*token 1"):
+        m.eval([4, 7, 5])
+    assert m.n_past == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda t, hp: t.pop("blk.1.ffn_down.weight"), "tensor blk.1.ffn_down.weight is missing"),
+        (
+            lambda t, hp: t.pop("blk.0.attn_sub_norm.weight"),
+            "tensor blk.0.attn_sub_norm.weight is missing; the 'bitnet' architecture needs it",
+        ),
+        (
+            lambda t, hp: t.update({"blk.0.attn_k.weight": np.zeros((64, 64), np.float32)}),
+            r"blk\.0\.attn_k\.weight has shape \[64, 64\], expected \[64, 32\]",
+        ),
+        (
+            lambda t, hp: t.update({"output.weight": np.zeros((81, 64), np.float32)}),
+            r"output\.weight has shape \[64, 81\], expected \[64, 80\]",
+        ),
+        (lambda t, hp: hp.update(n_head=0), "head_count = 0 is outside"),
+        (lambda t, hp: hp.update(n_head=5), "not a multiple of bitnet.attention.head_count = 5"),
+        (lambda t, hp: hp.update(n_head_kv=3), "head_count = 4 is not a multiple of"),
+        (lambda t, hp: hp.update(n_ctx=1 << 30), "context_length = 1073741824 is outside"),
+        (lambda t, hp: hp.update(eps=0.0), "epsilon = 0.0+ must be in"),
+        (lambda t, hp: hp.update(n_embd=48), "token_embd.weight must be 2-D with rows of"),
+    ],
+)
+def test_bad_files_are_refused(tmp_path, change, match):
+    hp, t = dict(HP), random_tensors(HP, sub_norm=True)
+    change(t, hp)
+    path = write_gguf(tmp_path / "bad.gguf", "bitnet", hp, t)
+    with pytest.raises(_kernels.GGUFError, match=match) as e:
+        _kernels.Model(path)
+    assert str(path) in str(e.value)
+
+
+def test_unsupported_architecture(tmp_path):
+    path = write_gguf(tmp_path / "g.gguf", "gpt2", HP, random_tensors(HP, sub_norm=False))
+    with pytest.raises(_kernels.GGUFError, match="'gpt2' is not supported"):
+        _kernels.Model(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "tensor", "match"),
+    [
+        ({"rope.dimension_count": 8}, None, "rope.dimension_count = 8"),
+        ({"rope.scaling.type": "linear"}, None, "scaled RoPE is not supported"),
+        ({"expert_count": 8}, None, "mixture-of-experts"),
+        ({}, "rope_freqs.weight", "rope_freqs.weight .* not supported"),
+    ],
+)
+def test_unsupported_variants_refused(tmp_path, extra, tensor, match):
+    """Llama variants the engine would compute wrongly: refused, never run."""
+    t = random_tensors(HP, sub_norm=False)
+    if tensor:
+        t[tensor] = np.ones(HP["n_embd"] // HP["n_head"] // 2, np.float32)
+    path = write_gguf(tmp_path / "v.gguf", "llama", HP, t, **extra)
+    with pytest.raises(_kernels.GGUFError, match=match):
+        _kernels.Model(path)
+
+
+def test_missing_file():
+    with pytest.raises(_kernels.GGUFError):
+        _kernels.Model("/nonexistent/model.gguf")
