@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ternlab import __version__
+from ternlab.evals.cli import add_demo_command, add_eval_command
 from ternlab.export.cli import add_export_commands
 from ternlab.inference.cli import add_inference_commands
 from ternlab.train.cli import add_train_command
@@ -41,6 +42,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_command,
     add_export_commands,
     add_inference_commands,
+    add_eval_command,
+    add_demo_command,
 ]
 
 
