@@ -1,6 +1,28 @@
-// Placeholder: replaced by the bandwidth bindings.
+// `_kernels.read_bandwidth(nbytes, threads=1, repetitions=3, simd=True) -> GB/s`:
+// the memory read bandwidth that bounds decode speed (benchmarks/engine_vs_llamacpp.py).
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
+
+namespace py = pybind11;
+
 namespace ternlab {
-void bind_bandwidth(pybind11::module_& m) { (void)m; }
+
+double read_bandwidth_gbs(int64_t nbytes, int threads, int repetitions, bool simd);  // bandwidth.cpp
+
+void bind_bandwidth(py::module_& m) {
+    m.def(
+        "read_bandwidth",
+        [](int64_t nbytes, int threads, int repetitions, bool simd) {
+            py::gil_scoped_release nogil;
+            return read_bandwidth_gbs(nbytes, threads, repetitions, simd);
+        },
+        py::arg("nbytes"), py::arg("threads") = 1, py::arg("repetitions") = 3,
+        py::arg("simd") = true,
+        "Best read bandwidth in GB/s (1e9 bytes/s) of `threads` threads each summing its slice "
+        "of an `nbytes` buffer, over `repetitions` timed passes after one warm-up pass. "
+        "`simd=False` uses the scalar loop instead of AVX2. Use a buffer far larger than the "
+        "last-level cache (e.g. 1 GiB) to measure DRAM.");
+}
+
 }  // namespace ternlab

@@ -1,0 +1,163 @@
+"""benchmarks/engine_vs_llamacpp.py on a small shape: every JSON field, and the figures it
+derives agree with the file and the measured speeds. Also the random-weight files and
+``_kernels.read_bandwidth`` (timings themselves are not checked)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import engine_vs_llamacpp as bench  # noqa: E402
+import random_gguf  # noqa: E402
+
+from ternlab.export.codec import decode_float, decode_ternary  # noqa: E402
+from ternlab.export.i2s import TernaryGGUFReader  # noqa: E402
+
+SMALL = random_gguf.SHAPES["small"]
+TOP_KEYS = {
+    "benchmark", "timestamp", "shape", "arch", "seed", "n_prompt", "n_gen", "n_gen_f16",
+    "n_ctx", "repetitions", "threads", "engines", "types", "machine", "read_bandwidth_gbs",
+    "read_bandwidth_gbs_runs", "load_average", "files", "results", "ratios", "goals", "wall_s",
+    "waited_s",
+}  # fmt: skip
+ROW_KEYS = {"engine", "type", "threads", "load_s", "pp", "tg", "decode_gbs", "decode_bw_fraction",
+            "other_cpu_cores"}  # fmt: skip
+PHASE_KEYS = {"n_tokens", "tokens_per_s", "tokens_per_s_runs", "ms_per_token", "seconds_runs"}
+MACHINE_KEYS = {"cpu", "logical_cpus", "isa_flags", "memory_bytes", "platform", "python", "numpy"}
+
+
+def _linear_bytes(shape, bytes_per_256: float) -> int:
+    per_layer = sum(o * i for o, i in random_gguf.linear_shapes(shape).values())
+    return int(shape.layers * per_layer // 256 * bytes_per_256)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "r.json"
+    argv = ["--shape", "small", "--types", "tq2_0,i2_s+q8_0,q4_0", "--threads", "1,2",
+            "--reps", "2", "--n-prompt", "16", "--n-gen", "8", "--bandwidth-mib", "64",
+            "--cache-dir", str(tmp / "cache"), "-o", str(out), "--no-table"]  # fmt: skip
+    assert bench.main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def test_report_has_every_field(report):
+    assert set(report) == TOP_KEYS
+    assert MACHINE_KEYS <= set(report["machine"])
+    assert {"ternlab_isa", "llama_cpp_python", "llama_cpp_system_info"} <= set(report["machine"])
+    assert report["engines"] == ["ternlab", "llama.cpp"]
+    assert set(report["read_bandwidth_gbs"]) == {"1", "2"}
+    assert all(v > 0 for v in report["read_bandwidth_gbs"].values())
+    # ternlab runs tq2_0 and i2_s, llama.cpp tq2_0 and q4_0; each at 1 and 2 threads.
+    got = {(r["engine"], r["type"], r["threads"]) for r in report["results"]}
+    want = {(e, t, n) for e, t in [("ternlab", "tq2_0"), ("ternlab", "i2_s+q8_0"),
+                                   ("llama.cpp", "tq2_0"), ("llama.cpp", "q4_0")]
+            for n in (1, 2)}  # fmt: skip
+    assert got == want
+    for r in report["results"]:
+        assert set(r) == ROW_KEYS
+        for phase, n in (("pp", 16), ("tg", 8)):
+            assert set(r[phase]) == PHASE_KEYS and r[phase]["n_tokens"] == n
+            assert len(r[phase]["tokens_per_s_runs"]) == 2
+            assert r[phase]["tokens_per_s"] == np.median(r[phase]["tokens_per_s_runs"]) > 0
+        assert r["other_cpu_cores"] is None or r["other_cpu_cores"] >= 0
+
+
+def test_derived_figures_follow_from_files_and_speeds(report):
+    files = report["files"]
+    assert set(files) == {"tq2_0", "i2_s+q8_0", "q4_0"}
+    for f in files.values():
+        assert f["file_bytes"] == Path(f["path"]).stat().st_size
+    head_f16 = SMALL.vocab * SMALL.hidden * 2
+    assert files["tq2_0"]["weight_bytes_per_token"] == {
+        "linear": _linear_bytes(SMALL, 66),  # TQ2_0: 66 bytes per 256 values
+        "head": head_f16,
+        "total": _linear_bytes(SMALL, 66) + head_f16,
+    }
+    head_q8 = SMALL.vocab * SMALL.hidden // 32 * 34
+    n_linear = SMALL.layers * len(random_gguf.linear_shapes(SMALL))
+    i2s = files["i2_s+q8_0"]["weight_bytes_per_token"]  # 2 bits a value + 32 bytes a tensor
+    assert i2s["head"] == head_q8 and i2s["linear"] == _linear_bytes(SMALL, 64) + 32 * n_linear
+    bw = report["read_bandwidth_gbs"]
+    for r in report["results"]:
+        total = files[r["type"]]["weight_bytes_per_token"]["total"]
+        assert r["decode_gbs"] == pytest.approx(total * r["tg"]["tokens_per_s"] / 1e9)
+        assert r["decode_bw_fraction"] == pytest.approx(r["decode_gbs"] / bw[str(r["threads"])])
+
+
+def test_ratios_and_goals(report):
+    idx = {(r["engine"], r["type"], r["threads"]): r for r in report["results"]}
+    same = {(x["type"], x["threads"]): x for x in report["ratios"]["same_type"]}
+    assert set(same) == {("tq2_0", 1), ("tq2_0", 2)}
+    vs = {(x["type"], x["threads"]): x for x in report["ratios"]["vs_llamacpp_tq2_0"]}
+    assert set(vs) == {(t, n) for t in ("tq2_0", "i2_s+q8_0") for n in (1, 2)}
+    for (t, n), x in vs.items():
+        for p in ("pp", "tg"):
+            mine = idx[("ternlab", t, n)][p]["tokens_per_s"]
+            assert x[p] == pytest.approx(mine / idx[("llama.cpp", "tq2_0", n)][p]["tokens_per_s"])
+    for n in ("1", "2"):
+        g = report["goals"]["per_threads"][n]
+        assert set(g) == {"decode_bandwidth", "tg_vs_llamacpp_tq2_0", "pp_vs_llamacpp_tq2_0"}
+        assert set(g["decode_bandwidth"]["fraction_by_type"]) == {"tq2_0", "i2_s+q8_0"}
+        tg = g["tg_vs_llamacpp_tq2_0"]
+        assert tg["f16_head"]["type"] == "tq2_0"  # the only F16-head ternary type here
+        assert tg["any_head"]["met"] == (tg["any_head"]["ratio"] >= 2.0)
+
+
+def test_random_files_hold_the_same_model_in_each_type(tmp_path):
+    paths = {
+        t: random_gguf.ensure_gguf(SMALL, t, "f16", cache_dir=tmp_path, log=lambda _: None)
+        for t in ("i2_s", "tq1_0", "f16")
+    }
+    readers = {t: TernaryGGUFReader(p) for t, p in paths.items()}
+    name = "blk.1.ffn_down.weight"
+    tensors = {t: next(x for x in r.tensors if x.name == name) for t, r in readers.items()}
+    codes_i2s, scale = decode_ternary(tensors["i2_s"])
+    codes_tq1, d = decode_ternary(tensors["tq1_0"])
+    assert codes_i2s.shape == (SMALL.hidden, SMALL.ffn)
+    np.testing.assert_array_equal(codes_i2s, codes_tq1)
+    assert d == np.float32(np.float16(scale))
+    zeros = (codes_i2s == 0).mean()
+    assert 0.3 < zeros < 0.37  # about a third
+    f16 = decode_float(tensors["f16"])
+    np.testing.assert_array_equal(f16, (codes_i2s * scale).astype(np.float16).astype(np.float32))
+    # A second call reuses the cached file.
+    before = paths["f16"].stat().st_mtime_ns
+    again = random_gguf.ensure_gguf(SMALL, "f16", "f16", cache_dir=tmp_path, log=pytest.fail)
+    assert again == paths["f16"] and again.stat().st_mtime_ns == before
+
+
+def test_random_file_refuses_rows_the_type_cannot_pack(tmp_path):
+    odd = random_gguf.Shape("odd", 256, 320, 1, 4, 2, 512)
+    with pytest.raises(ValueError, match="ffn_down: rows of 320 values; tq2_0 needs a multiple"):
+        random_gguf.write_random_gguf(tmp_path / "x.gguf", odd, "tq2_0")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_bandwidth_simd_and_scalar():
+    from ternlab.inference import _kernels
+
+    for simd in (True, False):
+        for threads in (1, 2):
+            assert _kernels.read_bandwidth(8 << 20, threads, 2, simd=simd) > 0.1
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((100, 1, 1), "`nbytes` = 100 is too small"),
+        ((1 << 20, 0, 1), "`threads` must be in"),
+        ((1 << 20, 1, 0), "`repetitions` must be >= 1"),
+    ],
+)
+def test_read_bandwidth_rejects_bad_arguments(args, match):
+    from ternlab.inference import _kernels
+
+    with pytest.raises(ValueError, match=match):
+        _kernels.read_bandwidth(*args)
