@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -29,26 +28,9 @@ import numpy as np
 
 from ternlab.evals import energy, rapl
 from ternlab.evals.backends import checkpoint_dir, is_gguf
+from ternlab.inference.bench import timed_phase
 
 SEED = 1234
-
-
-def _phase(n: int, reps: int, run) -> dict | None:
-    """llama-bench's statistics of ``reps`` timed runs of ``n`` tokens after one warm-up."""
-    if n == 0:
-        return None
-    run()
-    secs = [run() for _ in range(reps)]
-    tps = [n / s for s in secs]
-    med = statistics.median(tps)
-    return {
-        "n_tokens": n,
-        "tokens_per_s": med,
-        "tokens_per_s_runs": tps,
-        "tokens_per_s_stdev": statistics.stdev(tps) if len(tps) > 1 else 0.0,
-        "ms_per_token": 1000.0 / med,
-        "seconds_runs": secs,
-    }
 
 
 def _rapl_j_per_token(n: int, run) -> float | None:
@@ -94,8 +76,8 @@ def _torch_bench(path: Path, n_prompt: int, n_gen: int, threads: int, reps: int)
         "n_prompt": n_prompt,
         "n_gen": n_gen,
         "repetitions": reps,
-        "pp": _phase(n_prompt, reps, pp),
-        "tg": _phase(n_gen, reps, tg),
+        "pp": timed_phase(n_prompt, reps, pp),
+        "tg": timed_phase(n_gen, reps, tg),
         "rapl_j_per_token": {
             "pp": _rapl_j_per_token(n_prompt, pp),
             "tg": _rapl_j_per_token(n_gen, tg),

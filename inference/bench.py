@@ -101,12 +101,22 @@ def _tg(model, tokens: np.ndarray) -> float:
 
 
 def _measure(model, n: int, reps: int, run) -> dict | None:
-    """Warm up once, then ``reps`` timed runs of ``n`` tokens."""
+    """Warm up once, then ``reps`` timed runs of ``n`` tokens; the cache is left empty."""
+    stats = timed_phase(n, reps, run)
+    if stats is not None:
+        model.truncate(0)
+    return stats
+
+
+def timed_phase(n: int, reps: int, run) -> dict | None:
+    """llama-bench's statistics of ``reps`` runs of ``n`` tokens after one warm-up.
+
+    ``run()`` processes the ``n`` tokens and returns the seconds it took.
+    """
     if n == 0:
         return None
     run()
     secs = [run() for _ in range(reps)]
-    model.truncate(0)
     tps = [n / s for s in secs]
     med = statistics.median(tps)
     return {
