@@ -23,13 +23,36 @@ constexpr int kBlockBytes = kQK / 4; // 64 bytes per super-block
 inline int64_t padded_k(int64_t k) { return (k + kQK - 1) / kQK * kQK; }
 inline int64_t packed_row_bytes(int64_t k) { return padded_k(k) / 4; }
 
+// Rows are stored in groups of kRowGroup: super-block sb of the group's rows
+// lie next to each other (row 0's 64 bytes, row 1's, ...), so a GEMV that
+// works on a group reads one sequential stream, which the hardware prefetchers
+// sustain far better than one stream per row (measured on Zen 4: 3-4x). A last
+// group of fewer rows (N not a multiple of kRowGroup) interleaves just those.
+// The matrix still takes exactly N * packed_row_bytes(K) bytes.
+constexpr int64_t kRowGroup = 4;
+
+// Byte offset of super-block sb of row o in a matrix of n rows.
+inline int64_t sb_offset(int64_t o, int64_t sb, int64_t n, int64_t row_bytes) {
+    const int64_t g0 = o / kRowGroup * kRowGroup;
+    const int64_t rows = n - g0 < kRowGroup ? n - g0 : kRowGroup;
+    return g0 * row_bytes + (sb * rows + (o - g0)) * kBlockBytes;
+}
+
+// Row o's super-blocks as a walk: the first at `first`, then every `step` bytes.
+struct RowWalk {
+    const uint8_t* first;
+    int64_t step;
+    const uint8_t* sb(int64_t i) const { return first + i * step; }
+};
+
 // ---- kernel arguments ---------------------------------------------------------
 // The integer product acc[t, o] = sum_k x[t, k] * w[o, k] for rows o in [o0, o1).
 // The kernels compute sum_k x * (w + 1) with unsigned fields (what
 // maddubs/vpdpbusd want) and subtract xsum[t] = sum_k x[t, k].
 struct GemmArgs {
-    const uint8_t* w;        // packed weights, row o at w + o * w_stride
+    const uint8_t* w;        // packed weights, super-block sb of row o at w + sb_offset(...)
     int64_t w_stride;        // bytes per packed row (= Kp / 4)
+    int64_t N;               // rows of the whole matrix (fixes the last row group)
     const int8_t* x;         // activation codes, token t at x + t * x_stride, zero-padded to Kp
     int64_t x_stride;        // >= Kp
     const int32_t* xsum;     // [T] sum of the codes of each token
@@ -38,6 +61,12 @@ struct GemmArgs {
     int32_t* acc;            // output, acc[t * acc_stride + o]
     int64_t acc_stride;      // >= N
 };
+
+inline RowWalk row_walk(const GemmArgs& a, int64_t o) {
+    const int64_t g0 = o / kRowGroup * kRowGroup;
+    const int64_t rows = a.N - g0 < kRowGroup ? a.N - g0 : kRowGroup;
+    return {a.w + sb_offset(o, 0, a.N, a.w_stride), rows * kBlockBytes};
+}
 
 // One kernel computes rows [o0, o1) for every token.
 using MatmulKernel = void (*)(const GemmArgs& a, int64_t o0, int64_t o1);

@@ -80,7 +80,7 @@ void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, in
         for (int64_t k = 0; k < K; ++k) s += src[k];
         ws.sums[t] = s;
     }
-    const GemmArgs a{w, Kp / 4, ws.codes.data(), Kp, ws.sums.data(), T, Kp, out, N};
+    const GemmArgs a{w, Kp / 4, N, ws.codes.data(), Kp, ws.sums.data(), T, Kp, out, N};
     run_rows(kt, a, N, threads, [](int64_t, int64_t) {});
 }
 
@@ -101,7 +101,7 @@ int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const fl
     for (int64_t t = 0; t < T; ++t) ws.s_x[t] = scale / ws.s_x[t];
     const float* mult = ws.s_x.data();
     const int32_t* acc = ws.acc.data();
-    const GemmArgs a{w, Kp / 4, ws.codes.data(), Kp, ws.sums.data(), T, Kp, ws.acc.data(), N};
+    const GemmArgs a{w, Kp / 4, N, ws.codes.data(), Kp, ws.sums.data(), T, Kp, ws.acc.data(), N};
     run_rows(kt, a, N, threads, [&](int64_t o0, int64_t o1) {
         for (int64_t t = 0; t < T; ++t) {
             const float m = mult[t];

@@ -39,7 +39,8 @@ TL_AVX2 inline void gemv_rows(const GemmArgs& a, int64_t o) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i ones = _mm256_set1_epi16(1);
     const int64_t nsb = a.Kp / kQK;
-    const uint8_t* w = a.w + o * a.w_stride;
+    RowWalk rw[R];
+    for (int r = 0; r < R; ++r) rw[r] = row_walk(a, o + r);
     __m256i acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
     for (int64_t sb0 = 0; sb0 < nsb; sb0 += kSbPerWiden) {
@@ -48,12 +49,10 @@ TL_AVX2 inline void gemv_rows(const GemmArgs& a, int64_t o) {
         for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
         for (int64_t sb = sb0; sb < sb1; ++sb) {
             const int8_t* xb = a.x + sb * kQK;
-            const uint8_t* wb = w + sb * kBlockBytes;
             for (int h = 0; h < 2; ++h) {  // the two 32-byte halves of the super-block
                 __m256i p[R];
                 for (int r = 0; r < R; ++r)
-                    p[r] = _mm256_loadu_si256(
-                        reinterpret_cast<const __m256i*>(wb + r * a.w_stride + 32 * h));
+                    p[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rw[r].sb(sb) + 32 * h));
                 for (int j = 0; j < 4; ++j) {
                     const __m256i xv =
                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * j + 32 * h));
@@ -76,12 +75,12 @@ TL_AVX2 inline void decode_panel(const GemmArgs& a, int64_t o, int64_t k0, int64
                                  uint8_t* panel) {
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int r = 0; r < R; ++r) {
-        const uint8_t* w = a.w + (o + r) * a.w_stride + k0 / 4;
+        const RowWalk rw = row_walk(a, o + r);
         uint8_t* dst = panel + r * len;
         for (int64_t sb = 0; sb < len / kQK; ++sb) {
             for (int h = 0; h < 2; ++h) {
                 const __m256i p = _mm256_loadu_si256(
-                    reinterpret_cast<const __m256i*>(w + sb * kBlockBytes + 32 * h));
+                    reinterpret_cast<const __m256i*>(rw.sb(k0 / kQK + sb) + 32 * h));
                 for (int j = 0; j < 4; ++j)
                     _mm256_store_si256(
                         reinterpret_cast<__m256i*>(dst + sb * kQK + 64 * j + 32 * h),

@@ -33,14 +33,14 @@ template <int R>
 TL_AVX512 inline void gemv_rows(const GemmArgs& a, int64_t o) {
     const __m512i m3 = _mm512_set1_epi8(3);
     const int64_t nsb = a.Kp / kQK;
-    const uint8_t* w = a.w + o * a.w_stride;
+    RowWalk rw[R];
+    for (int r = 0; r < R; ++r) rw[r] = row_walk(a, o + r);
     __m512i acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
     for (int64_t sb = 0; sb < nsb; ++sb) {
         const int8_t* xb = a.x + sb * kQK;
         __m512i p[R];
-        for (int r = 0; r < R; ++r)
-            p[r] = _mm512_loadu_si512(w + r * a.w_stride + sb * kBlockBytes);
+        for (int r = 0; r < R; ++r) p[r] = _mm512_loadu_si512(rw[r].sb(sb));
         for (int j = 0; j < 4; ++j) {
             const __m512i xv = _mm512_loadu_si512(xb + 64 * j);
             for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], fields(p[r], j, m3), xv);
@@ -54,10 +54,10 @@ TL_AVX512 inline void decode_panel(const GemmArgs& a, int64_t o, int64_t k0, int
                                    uint8_t* panel) {
     const __m512i m3 = _mm512_set1_epi8(3);
     for (int r = 0; r < R; ++r) {
-        const uint8_t* w = a.w + (o + r) * a.w_stride + k0 / 4;
+        const RowWalk rw = row_walk(a, o + r);
         uint8_t* dst = panel + r * len;
         for (int64_t sb = 0; sb < len / kQK; ++sb) {
-            const __m512i p = _mm512_loadu_si512(w + sb * kBlockBytes);
+            const __m512i p = _mm512_loadu_si512(rw.sb(k0 / kQK + sb));
             for (int j = 0; j < 4; ++j) _mm512_store_si512(dst + sb * kQK + 64 * j, fields(p, j, m3));
         }
     }

@@ -27,13 +27,13 @@ inline int32x4_t mac16(int32x4_t acc, int8x16_t f, int8x16_t x) {
 }
 
 // sum f*x over one packed row (fields) and one activation row, len codes.
-inline int32_t dot_packed(const uint8_t* w, const int8_t* x, int64_t len) {
+inline int32_t dot_packed(const RowWalk& w, const int8_t* x, int64_t len) {
     const uint8x16_t m3 = vdupq_n_u8(3);
     int32x4_t acc = vdupq_n_s32(0);
     for (int64_t sb = 0; sb < len / kQK; ++sb) {
         const int8_t* xb = x + sb * kQK;
         for (int i0 = 0; i0 < kBlockBytes; i0 += 16) {
-            const uint8x16_t p = vld1q_u8(w + sb * kBlockBytes + i0);
+            const uint8x16_t p = vld1q_u8(w.sb(sb) + i0);
             acc = mac16(acc, fields<0>(p, m3), vld1q_s8(xb + i0));
             acc = mac16(acc, fields<1>(p, m3), vld1q_s8(xb + 64 + i0));
             acc = mac16(acc, fields<2>(p, m3), vld1q_s8(xb + 128 + i0));
@@ -47,7 +47,7 @@ inline int32_t dot_packed(const uint8_t* w, const int8_t* x, int64_t len) {
 
 void gemv_neon(const GemmArgs& a, int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o)
-        a.acc[o] = dot_packed(a.w + o * a.w_stride, a.x, a.Kp) - a.xsum[0];
+        a.acc[o] = dot_packed(row_walk(a, o), a.x, a.Kp) - a.xsum[0];
 }
 
 void gemm_neon(const GemmArgs& a, int64_t o0, int64_t o1) {
@@ -57,10 +57,10 @@ void gemm_neon(const GemmArgs& a, int64_t o0, int64_t o1) {
         for (int64_t t = 0; t < a.T; ++t) a.acc[t * a.acc_stride + o] = -a.xsum[t];
         for (int64_t k0 = 0; k0 < a.Kp; k0 += kPanelK) {
             const int64_t len = a.Kp - k0 < kPanelK ? a.Kp - k0 : kPanelK;
-            const uint8_t* w = a.w + o * a.w_stride + k0 / 4;
+            const RowWalk rw = row_walk(a, o);
             for (int64_t sb = 0; sb < len / kQK; ++sb) {  // decode the row panel once
                 for (int i0 = 0; i0 < kBlockBytes; i0 += 16) {
-                    const uint8x16_t p = vld1q_u8(w + sb * kBlockBytes + i0);
+                    const uint8x16_t p = vld1q_u8(rw.sb(k0 / kQK + sb) + i0);
                     uint8_t* d = panel + sb * kQK + i0;
                     vst1q_s8(reinterpret_cast<int8_t*>(d), fields<0>(p, m3));
                     vst1q_s8(reinterpret_cast<int8_t*>(d + 64), fields<1>(p, m3));

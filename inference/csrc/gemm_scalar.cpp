@@ -8,11 +8,11 @@ namespace ternlab {
 
 namespace {
 
-// Code (-1, 0, +1) at column `col` of a packed row (layout in common.h).
-inline int decode(const uint8_t* row, int64_t col) {
-    const int64_t byte = col / kQK * kBlockBytes + col % kBlockBytes;
+// Code (-1, 0, +1) at column `col` of row `o` (layout in common.h).
+inline int decode(const GemmArgs& a, int64_t o, int64_t col) {
+    const uint8_t* sb = a.w + sb_offset(o, col / kQK, a.N, a.w_stride);
     const int shift = 2 * static_cast<int>(col % kQK / kBlockBytes);
-    return ((row[byte] >> shift) & 3) - 1;
+    return ((sb[col % kBlockBytes] >> shift) & 3) - 1;
 }
 
 }  // namespace
@@ -21,8 +21,7 @@ void gemm_scalar(const GemmArgs& a, int64_t o0, int64_t o1) {
     std::vector<int8_t> codes(static_cast<size_t>(a.Kp));
     for (int64_t o = o0; o < o1; ++o) {
         // Decode the row once, then reuse it for every token.
-        const uint8_t* row = a.w + o * a.w_stride;
-        for (int64_t k = 0; k < a.Kp; ++k) codes[k] = static_cast<int8_t>(decode(row, k));
+        for (int64_t k = 0; k < a.Kp; ++k) codes[k] = static_cast<int8_t>(decode(a, o, k));
         for (int64_t t = 0; t < a.T; ++t) {
             const int8_t* x = a.x + t * a.x_stride;
             int32_t acc = 0;

@@ -10,16 +10,17 @@ int64_t pack_ternary(const int8_t* codes, int64_t n, int64_t k, uint8_t* packed)
     }
     for (int64_t o = 0; o < n; ++o) {
         const int8_t* c = codes + o * k;
-        uint8_t* p = packed + o * row_bytes;
-        for (int64_t byte = 0; byte < row_bytes; ++byte) {
-            const int64_t base = byte / kBlockBytes * kQK + byte % kBlockBytes;
-            unsigned v = 0;
-            for (int j = 0; j < 4; ++j) {
-                const int64_t col = base + 64 * j;
-                const int code = col < k ? c[col] : 0;  // pad with the zero code
-                v |= static_cast<unsigned>(code + 1) << (2 * j);
+        for (int64_t sb = 0; sb < row_bytes / kBlockBytes; ++sb) {
+            uint8_t* p = packed + sb_offset(o, sb, n, row_bytes);
+            for (int64_t i = 0; i < kBlockBytes; ++i) {
+                unsigned v = 0;
+                for (int j = 0; j < 4; ++j) {
+                    const int64_t col = sb * kQK + 64 * j + i;
+                    const int code = col < k ? c[col] : 0;  // pad with the zero code
+                    v |= static_cast<unsigned>(code + 1) << (2 * j);
+                }
+                p[i] = static_cast<uint8_t>(v);
             }
-            p[byte] = static_cast<uint8_t>(v);
         }
     }
     return -1;
@@ -28,9 +29,9 @@ int64_t pack_ternary(const int8_t* codes, int64_t n, int64_t k, uint8_t* packed)
 int64_t unpack_ternary(const uint8_t* packed, int64_t n, int64_t k, int8_t* codes) {
     const int64_t row_bytes = packed_row_bytes(k);
     for (int64_t o = 0; o < n; ++o) {
-        const uint8_t* p = packed + o * row_bytes;
         for (int64_t col = 0; col < k; ++col) {
-            const int64_t byte = col / kQK * kBlockBytes + col % kBlockBytes;
+            const uint8_t* p = packed + sb_offset(o, col / kQK, n, row_bytes);
+            const int64_t byte = col % kBlockBytes;
             const int shift = 2 * static_cast<int>(col % kQK / kBlockBytes);
             const int field = (p[byte] >> shift) & 3;
             if (field == 3) return o * k + col;

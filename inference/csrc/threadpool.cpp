@@ -1,5 +1,7 @@
 #include "threadpool.h"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -9,46 +11,91 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace ternlab {
 
 namespace {
 
+// How long a thread spins on a shared word before it sleeps. A decode step
+// calls parallel_for a few hundred times per token, tens of microseconds apart:
+// a futex wake-up per call costs more than the work of a small matmul. After
+// this long without work the threads block, so an idle engine uses no CPU.
+constexpr auto kSpin = std::chrono::microseconds(300);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Spins until pred() holds or kSpin has passed; returns pred().
+template <class Pred>
+bool spin_until(const Pred& pred) {
+    const auto deadline = std::chrono::steady_clock::now() + kSpin;
+    for (;;) {
+        for (int i = 0; i < 64; ++i) {
+            if (pred()) return true;
+            cpu_relax();
+        }
+        if (std::chrono::steady_clock::now() > deadline) return pred();
+    }
+}
+
+// Task i of a call runs on worker i (task 0 on the caller): no shared task
+// counter that a late worker could take from the next call. A call is
+// published as one word, generation << 16 | n_tasks, so a worker reads the
+// task count of exactly the call it woke for.
 class Pool {
    public:
     void run(int n, const std::function<void(int)>& fn) {
         std::lock_guard<std::mutex> one_at_a_time(run_mu_);
+        while (static_cast<int>(workers_.size()) < n - 1) {
+            // The worker waits for the generation after the current one: it may
+            // start only after this call has been published.
+            const int id = static_cast<int>(workers_.size()) + 1;
+            const uint64_t gen = state_.load(std::memory_order_relaxed) >> 16;
+            workers_.emplace_back([this, id, gen] { work(id, gen); });
+        }
+        job_ = &fn;
+        pending_.store(n - 1, std::memory_order_relaxed);
         {
-            std::lock_guard<std::mutex> lk(mu_);
-            while (static_cast<int>(workers_.size()) < n - 1)
-                workers_.emplace_back([this] { work(); });
-            job_ = &fn;
-            n_tasks_ = n;
-            next_ = 1;  // task 0 is the caller's
-            pending_ = n - 1;
-            ++generation_;
+            std::lock_guard<std::mutex> lk(mu_);  // a worker about to sleep sees it
+            const uint64_t gen = (state_.load(std::memory_order_relaxed) >> 16) + 1;
+            state_.store(gen << 16 | static_cast<uint64_t>(n), std::memory_order_release);
         }
         cv_.notify_all();
         fn(0);
-        std::unique_lock<std::mutex> lk(mu_);
-        done_cv_.wait(lk, [this] { return pending_ == 0; });
+        const auto done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+        if (!spin_until(done)) {
+            std::unique_lock<std::mutex> lk(mu_);
+            done_cv_.wait(lk, done);
+        }
         job_ = nullptr;
     }
 
    private:
-    void work() {
-        uint64_t seen = 0;
-        std::unique_lock<std::mutex> lk(mu_);
+    void work(int id, uint64_t seen) {
         for (;;) {
-            cv_.wait(lk, [&] { return generation_ != seen; });
-            seen = generation_;
-            while (next_ < n_tasks_) {
-                const int i = next_++;
-                const std::function<void(int)>* job = job_;
-                lk.unlock();
-                (*job)(i);
-                lk.lock();
-                if (--pending_ == 0) done_cv_.notify_one();
+            uint64_t s = 0;
+            const auto posted = [&] {
+                s = state_.load(std::memory_order_acquire);
+                return (s >> 16) != seen;
+            };
+            if (!spin_until(posted)) {
+                std::unique_lock<std::mutex> lk(mu_);
+                cv_.wait(lk, posted);
+            }
+            seen = s >> 16;
+            if (id >= static_cast<int>(s & 0xffff)) continue;  // not needed this call
+            (*job_)(id);
+            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                std::lock_guard<std::mutex> lk(mu_);  // the caller may be going to sleep
+                done_cv_.notify_one();
             }
         }
     }
@@ -58,8 +105,8 @@ class Pool {
     std::condition_variable cv_, done_cv_;
     std::vector<std::thread> workers_;
     const std::function<void(int)>* job_ = nullptr;
-    int n_tasks_ = 0, next_ = 0, pending_ = 0;
-    uint64_t generation_ = 0;
+    std::atomic<uint64_t> state_{0};
+    std::atomic<int> pending_{0};
 };
 
 Pool* g_pool = nullptr;

@@ -189,10 +189,11 @@ void decode_i2s_row(const GgufFile& f, const GgufTensor& t, int64_t o, int64_t n
 // layout: pack_ternary's (ternary_pack.h) without its per-code checks and bounds
 // tests, so the compiler vectorizes it; load time is dominated by this repacking.
 // tests/test_engine_weights.py checks the result against unpack_ternary.
-void pack_row(const int8_t* codes, int64_t kp, uint8_t* out) {
+// Row o of an n-row matrix (row groups: common.h).
+void pack_row(const int8_t* codes, int64_t kp, uint8_t* packed, int64_t o, int64_t n) {
     for (int64_t sb = 0; sb < kp / kQK; ++sb) {
         const int8_t* c = codes + sb * kQK;
-        uint8_t* p = out + sb * kBlockBytes;
+        uint8_t* p = packed + sb_offset(o, sb, n, kp / 4);
         for (int i = 0; i < kBlockBytes; ++i)
             p[i] = static_cast<uint8_t>((c[i] + 1) | ((c[64 + i] + 1) << 2) |
                                         ((c[128 + i] + 1) << 4) | ((c[192 + i] + 1) << 6));
@@ -226,7 +227,7 @@ Linear load_ternary(const GgufFile& f, const GgufTensor& t, Linear w) {
             decode_i2s_row(f, t, o, w.n_in, codes.data());
         else
             decode_tq_row(f, t, o, w.n_in, codes.data(), tq);
-        pack_row(codes.data(), kp, w.packed.data() + o * prb);
+        pack_row(codes.data(), kp, w.packed.data(), o, w.n_out);
     }
     if (t.type != kI2_S) w.scale = tq.value;  // 0 only for an all-zero tensor
     f.release(t);
