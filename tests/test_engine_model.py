@@ -176,11 +176,16 @@ def test_fp_baseline_parity(fp, qtype, exported):
     assert_close(m.eval(ids, all_logits=True), want, f"fp {qtype}")
 
 
-def test_q8_0_embeddings(relu2, exported):
-    m = _kernels.Model(exported(relu2, "tq2_0", "q8_0"))
+@pytest.mark.parametrize("embed_type", ["q8_0", "q6_k"])
+def test_quantized_embeddings(relu2, exported, embed_type):
+    m = _kernels.Model(exported(relu2, "tq2_0", embed_type))
     ids = prompt(32, m.config["n_vocab"], seed=2)
-    want = torch_logits(torch_reference(relu2, "tq2_0", "q8_0"), ids)
-    assert_ternary_parity(m.eval(ids, all_logits=True), want, "tq2_0 with q8_0 embeddings")
+    want = torch_logits(torch_reference(relu2, "tq2_0", embed_type), ids)
+    got = m.eval(ids, all_logits=True)
+    assert_ternary_parity(got, want, f"tq2_0 with {embed_type} embeddings")
+    m.truncate(0)  # decode (the GEMV) gives the logits of prefill (the GEMM) exactly
+    for i, tok in enumerate(ids):
+        np.testing.assert_array_equal(m.eval([int(tok)], all_logits=False), got[i])
 
 
 def test_greedy_generation_matches_torch(relu2, exported):

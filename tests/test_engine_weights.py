@@ -28,7 +28,7 @@ from ternlab.export.i2s import I2S_TYPE_ID, pack_i2s
 from ternlab.inference import _kernels as K
 
 ISAS = K.available_isas()
-TYPE_IDS = {"i2_s": I2S_TYPE_ID, "tq2_0": 35, "tq1_0": 34, "f32": 0, "f16": 1, "q8_0": 8}
+TYPE_IDS = {"i2_s": I2S_TYPE_ID, "tq2_0": 35, "tq1_0": 34, "f32": 0, "f16": 1, "q8_0": 8, "q6_k": 14}
 U = 2.0**-24  # float32 unit roundoff
 
 
@@ -152,6 +152,9 @@ FLOAT_CASES = [
     ("q8_0", 1, 32),
     ("q8_0", 37, 96),
     ("q8_0", 70, 2080),
+    ("q6_k", 1, 256),
+    ("q6_k", 37, 512),
+    ("q6_k", 70, 2304),
 ]
 
 
@@ -196,7 +199,15 @@ def test_float_forward_matches_reference(tmp_path, qtype, n_out, n_in):
 
 @pytest.mark.parametrize(
     "qtype,n_in",
-    [("f32", 1031), ("f16", 2049), ("f16", 40), ("f16", 24), ("f16", 1047), ("q8_0", 2080)],
+    [
+        ("f32", 1031),
+        ("f16", 2049),
+        ("f16", 40),
+        ("f16", 24),
+        ("f16", 1047),
+        ("q8_0", 2080),
+        ("q6_k", 2304),
+    ],
 )
 def test_float_simd_isas_identical(tmp_path, qtype, n_in):
     # avx2 and avx512 share one per-element sequence (float_matmul.h): equal bit for
@@ -232,9 +243,9 @@ def test_float_isas_agree_with_scalar(tmp_path):
         assert (np.abs(lin.forward(x) - ref) <= bound).all(), isa
 
 
-@pytest.mark.parametrize("qtype", ["f32", "f16", "q8_0"])
-def test_dequantize_row(tmp_path, qtype):
-    path, w, _ = float_file(tmp_path, qtype, 9, 64, seed=11)
+@pytest.mark.parametrize("qtype,n_in", [("f32", 64), ("f16", 64), ("q8_0", 64), ("q6_k", 512)])
+def test_dequantize_row(tmp_path, qtype, n_in):
+    path, w, _ = float_file(tmp_path, qtype, 9, n_in, seed=11)
     for row in (0, 4, 8):
         np.testing.assert_array_equal(K.dequantize_row(str(path), "w", row), w[row])
     with pytest.raises(IndexError, match="out of range"):
@@ -375,5 +386,5 @@ def test_codes_and_rows_of_the_wrong_kind(tmp_path):
     path = write_gguf(tmp_path / "k.gguf", add)
     with pytest.raises(ValueError, match="not ternary"):
         K.load_linear(path, "f").codes()
-    with pytest.raises(K.GGUFError, match="only F32, F16 and Q8_0 rows"):
+    with pytest.raises(K.GGUFError, match="only F32, F16, Q8_0 and Q6_K rows"):
         K.dequantize_row(path, "t", 0)

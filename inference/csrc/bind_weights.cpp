@@ -108,7 +108,7 @@ py::array_t<float> dequantize(const py::object& file, const std::string& name, i
 void bind_weights(py::module_& m) {
     py::class_<PyLinear>(m, "Linear",
                          "A 2-D GGUF weight in the engine's form (ternary: repacked with one "
-                         "scale; F32/F16/Q8_0: rows read from the file's mapping).")
+                         "scale; F32/F16/Q8_0/Q6_K: rows read from the file's mapping).")
         .def_property_readonly("name", [](const PyLinear& l) { return l.w.name; })
         .def_property_readonly("n_out", [](const PyLinear& l) { return l.w.n_out; })
         .def_property_readonly("n_in", [](const PyLinear& l) { return l.w.n_in; })
@@ -132,9 +132,9 @@ void bind_weights(py::module_& m) {
     m.def("load_linear", &load, py::arg("file"), py::arg("name"),
           "Load the 2-D tensor `name` of a GGUFFile (or a path) as a Linear.");
     m.def("dequantize_row", &dequantize, py::arg("file"), py::arg("name"), py::arg("row"),
-          "Row `row` of an F32/F16/Q8_0 tensor as float32.");
+          "Row `row` of an F32/F16/Q8_0/Q6_K tensor as float32.");
     m.def("float_kernel_isa", [] { return std::string(float_kernels().name); },
-          "The ISA of the float (F32/F16/Q8_0) kernels that set_isa's choice selects.");
+          "The ISA of the float (F32/F16/Q8_0/Q6_K) kernels that set_isa's choice selects.");
 }
 
 }  // namespace ternlab

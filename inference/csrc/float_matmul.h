@@ -1,11 +1,11 @@
-// Float weight x float32 activation products for the F32, F16 and Q8_0
+// Float weight x float32 activation products for the F32, F16, Q8_0 and Q6_K
 // tensors of a GGUF model (the FP16 baseline's layers and the output head):
 //
 //   y[t, o] = sum_k w[o, k] * x[t, k]   in float32
 //
 // The weights stay in their file format and are converted in registers; the
 // converted values are exact in float32 (an fp16 value, or an int8 code times
-// an fp16 block scale: at most 8 x 11 significant bits), so the only rounding
+// an fp16 block scale: at most 8 x 11 significant bits; Q6_K: q6k.h), so the only rounding
 // is the float32 accumulation. Activations are NOT quantized (ggml's Q8_0 x
 // Q8_0 dot would add an int8 rounding of x): a Q8_0 head gives the logits of
 // its dequantized weights to within float32 summation error.
@@ -27,14 +27,28 @@
 namespace ternlab {
 
 // Row formats of float weight tensors (index into FloatKernelTable).
-enum FloatFormat : int { kFmtF32 = 0, kFmtF16 = 1, kFmtQ8_0 = 2, kNumFloatFormats = 3 };
+enum FloatFormat : int {
+    kFmtF32 = 0,
+    kFmtF16 = 1,
+    kFmtQ8_0 = 2,
+    kFmtQ6_K = 3,
+    kNumFloatFormats = 4
+};
 
 constexpr int64_t kQ8Block = 32;       // Q8_0: values per block
 constexpr int64_t kQ8BlockBytes = 34;  // fp16 d, then 32 int8 codes
 
-// Bytes of one row of k values in `fmt` (k a multiple of kQ8Block for Q8_0).
+constexpr int64_t kQ6KValues = 256;      // Q6_K: values per block (q6k.h)
+constexpr int64_t kQ6KRowBlockBytes = 210;
+
+// Bytes of one row of k values in `fmt` (k a multiple of the block for Q8_0, Q6_K).
 inline int64_t float_row_bytes(FloatFormat fmt, int64_t k) {
-    return fmt == kFmtF32 ? 4 * k : fmt == kFmtF16 ? 2 * k : k / kQ8Block * kQ8BlockBytes;
+    switch (fmt) {
+        case kFmtF32: return 4 * k;
+        case kFmtF16: return 2 * k;
+        case kFmtQ8_0: return k / kQ8Block * kQ8BlockBytes;
+        default: return k / kQ6KValues * kQ6KRowBlockBytes;
+    }
 }
 
 struct FloatGemmArgs {
@@ -74,6 +88,7 @@ float* float_scratch(int64_t n);
 void float_matmul_f32_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 void float_gemv_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
@@ -81,11 +96,15 @@ void float_gemv_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+// Q6_K: each row decoded exactly (q6k.h), then the F32 kernels' sequence.
+void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 void float_gemv_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

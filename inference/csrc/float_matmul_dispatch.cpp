@@ -12,20 +12,25 @@ namespace {
 
 const FloatKernelTable kScalar{
     "scalar",
-    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar},
-    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar}};
+    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar,
+     float_matmul_q6_k_scalar},
+    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar,
+     float_matmul_q6_k_scalar}};
 
 #if TERNLAB_X86
 const FloatKernelTable kAvx2{"avx2",
-                             {float_gemv_f32_avx2, float_gemv_f16_avx512, float_gemv_q8_0_avx512},
-                             {float_gemm_f32_avx2, float_gemm_f16_avx2, float_gemm_q8_0_avx2}};
+                             {float_gemv_f32_avx2, float_gemv_f16_avx2, float_gemv_q8_0_avx2,
+                              float_gemv_q6_k_avx2},
+                             {float_gemm_f32_avx2, float_gemm_f16_avx2, float_gemm_q8_0_avx2,
+                              float_gemm_q6_k_avx2}};
 // The 512-bit kernels reproduce the AVX2 GEMV's per-element sequence, so both
 // tables give identical results. F32 rows need no conversion: the 256-bit GEMV
 // already streams them at the memory bandwidth.
 const FloatKernelTable kAvx512{
     "avx512",
-    {float_gemv_f32_avx2, float_gemv_f16_avx512, float_gemv_q8_0_avx512},
-    {float_gemm_f32_avx512, float_gemm_f16_avx512, float_gemm_q8_0_avx512}};
+    {float_gemv_f32_avx2, float_gemv_f16_avx512, float_gemv_q8_0_avx512, float_gemv_q6_k_avx2},
+    {float_gemm_f32_avx512, float_gemm_f16_avx512, float_gemm_q8_0_avx512,
+     float_gemm_q6_k_avx512}};
 
 bool has_f16c() {
     __builtin_cpu_init();

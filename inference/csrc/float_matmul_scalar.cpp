@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "float_matmul.h"
+#include "q6k.h"
 
 namespace ternlab {
 
@@ -64,6 +65,11 @@ void float_row_to_f32(FloatFormat fmt, const uint8_t* src, int64_t k, float* out
         std::memcpy(out, src, static_cast<size_t>(k) * sizeof(float));
     } else if (fmt == kFmtF16) {
         for (int64_t i = 0; i < k; ++i) out[i] = fp16_to_fp32(load_u16(src + 2 * i));
+    } else if (fmt == kFmtQ6_K) {
+        for (int64_t b = 0; b < k / kQ6KBlock; ++b) {
+            const uint8_t* blk = src + b * kQ6KBlockBytes;
+            q6k_decode_block(blk, fp16_to_fp32(load_u16(blk + 208)), out + b * kQ6KBlock);
+        }
     } else {
         for (int64_t b = 0; b < k / kQ8Block; ++b) {
             const uint8_t* blk = src + b * kQ8BlockBytes;
@@ -92,6 +98,9 @@ void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 }
 void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     matmul(kFmtQ8_0, a, o0, o1);
+}
+void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
+    matmul(kFmtQ6_K, a, o0, o1);
 }
 
 }  // namespace ternlab

@@ -235,10 +235,12 @@ Linear load_ternary(const GgufFile& f, const GgufTensor& t, Linear w) {
 }
 
 FloatFormat float_format(uint32_t type) {
-    return type == kF32 ? kFmtF32 : type == kF16 ? kFmtF16 : kFmtQ8_0;
+    return type == kF32 ? kFmtF32 : type == kF16 ? kFmtF16 : type == kQ8_0 ? kFmtQ8_0 : kFmtQ6_K;
 }
 
-bool is_float_type(uint32_t type) { return type == kF32 || type == kF16 || type == kQ8_0; }
+bool is_float_type(uint32_t type) {
+    return type == kF32 || type == kF16 || type == kQ8_0 || type == kQ6_K;
+}
 
 }  // namespace
 
@@ -273,13 +275,14 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t) {
         case kF32:
         case kF16:
         case kQ8_0:
+        case kQ6_K:
             w.data = t.data;  // stays in the mapping
             w.row_bytes = float_row_bytes(float_format(t.type), w.n_in);
             return w;
         default:
             throw GgufError(f.path() + ": tensor '" + t.name + "' has type " +
                             type_name(t.type) + "; the engine multiplies I2_S, TQ1_0, TQ2_0, "
-                            "F32, F16, Q8_0 (re-export the model with one of these)");
+                            "F32, F16, Q8_0, Q6_K (re-export the model with one of these)");
     }
 }
 
@@ -305,7 +308,7 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
 void dequantize_row(const GgufTensor& t, int64_t row, float* out) {
     if (!is_float_type(t.type))
         throw GgufError("tensor '" + t.name + "' has type " + type_name(t.type) +
-                        "; only F32, F16 and Q8_0 rows can be read as float32 (the token "
+                        "; only F32, F16, Q8_0 and Q6_K rows can be read as float32 (the token "
                         "embedding must be one of these)");
     const int64_t rows = t.rows();
     if (row < 0 || row >= rows)

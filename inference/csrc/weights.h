@@ -4,7 +4,7 @@
 // engine's 64-byte super-block layout (common.h) with one float32 scale per
 // tensor, and multiplied as the frozen BitLinear of docs/quantization.md
 // (per-token int8 activations, exact int32 accumulation). Float tensors (F32,
-// F16, Q8_0) stay in the mapping and are multiplied in float32 with fp32
+// F16, Q8_0, Q6_K) stay in the mapping and are multiplied in float32 with fp32
 // activations (the FP16 baseline and the output head).
 #pragma once
 
@@ -37,7 +37,7 @@ struct Linear {
 };
 
 // Builds the engine's form of a 2-D weight tensor (any of I2_S, TQ1_0, TQ2_0,
-// F32, F16, Q8_0). Throws GgufError naming the file and tensor for another
+// F32, F16, Q8_0, Q6_K). Throws GgufError naming the file and tensor for another
 // type, a shape that is not 2-D, or ternary data the engine cannot represent
 // exactly (blocks with different non-zero scales, an invalid 2-bit/base-3 field).
 // Ternary source pages are released from RSS after the copy.
@@ -47,7 +47,7 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t);
 // ternlab.bitlinear). Returns -1, or the first row of x with a non-finite value.
 int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int threads);
 
-// Row `row` of a float tensor (F32, F16, Q8_0) as float32 (the token embedding).
+// Row `row` of a float tensor (F32, F16, Q8_0, Q6_K) as float32 (the token embedding).
 void dequantize_row(const GgufTensor& t, int64_t row, float* out);
 
 }  // namespace ternlab
