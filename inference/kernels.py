@@ -27,12 +27,15 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
     ) from exc
 
 __all__ = [
+    "LAYOUTS",
     "QK",
+    "QK3",
     "PackedTernary",
     "available_isas",
     "current_isa",
     "known_isas",
     "pack_ternary_weights",
+    "preferred_layout",
     "packed_row_bytes",
     "quantize_activations",
     "set_isa",
@@ -41,24 +44,35 @@ __all__ = [
     "unpack_ternary_weights",
 ]
 
-#: Codes per packed super-block (64 bytes); rows are padded to a multiple of it.
+#: Codes per 64-byte super-block of the 2-bit layout; rows are padded to a multiple of it.
 QK: int = _kernels.QK
+#: Codes per 64-byte super-block of the base-3 layout (five codes a byte).
+QK3: int = _kernels.QK3
+#: The packed layouts: 2-bit fields, or base-3 digits five to a byte (1.6 bits a code).
+LAYOUTS: tuple[str, ...] = ("bits2", "base3")
 
 
 class PackedTernary(NamedTuple):
-    """Ternary weights ``[out_features, in_features]`` in the engine's packed layout.
+    """Ternary weights ``[out_features, in_features]`` in one of the engine's packed layouts.
 
-    ``data`` is ``uint8 [out_features, packed_row_bytes(in_features)]``.
+    ``data`` is ``uint8 [out_features, packed_row_bytes(in_features, layout)]``.
     """
 
     data: np.ndarray
     out_features: int
     in_features: int
+    layout: str = "bits2"
 
 
-def packed_row_bytes(k: int) -> int:
-    """Bytes of one packed row of ``k`` codes: ``ceil(k / 256) * 64``."""
-    return _kernels.packed_row_bytes(k)
+def packed_row_bytes(k: int, layout: str = "bits2") -> int:
+    """Bytes of one packed row of ``k`` codes: ``ceil(k / 256) * 64`` (bits2) or
+    ``ceil(k / 320) * 64`` (base3)."""
+    return _kernels.packed_row_bytes(k, layout)
+
+
+def preferred_layout() -> str:
+    """The layout the current ISA multiplies fastest (what ``Engine(layout="auto")`` picks)."""
+    return _kernels.preferred_layout()
 
 
 def available_isas() -> list[str]:
@@ -67,7 +81,11 @@ def available_isas() -> list[str]:
 
 
 def known_isas() -> list[str]:
-    """Every kernel set this build knows: ``scalar``, ``avx2``, ``avx512``, ``neon``."""
+    """Every kernel set this build knows.
+
+    ``scalar``, ``avx2``, ``avx512``, ``avx512vbmi`` (avx512 plus the base-3 layout's
+    lookup kernels) and ``neon``.
+    """
     return _kernels.known_isas()
 
 
@@ -94,16 +112,16 @@ def quantize_activations(x: np.ndarray, threads: int = 1) -> tuple[np.ndarray, n
     return _kernels.quantize_activations(x, threads=threads)
 
 
-def pack_ternary_weights(codes: np.ndarray) -> PackedTernary:
-    """Pack ternary codes ``int8 [N, K]`` (values in {-1, 0, 1}) into the engine layout."""
-    data = _kernels.pack_ternary_weights(codes)
-    return PackedTernary(data, int(codes.shape[0]), int(codes.shape[1]))
+def pack_ternary_weights(codes: np.ndarray, layout: str = "bits2") -> PackedTernary:
+    """Pack ternary codes ``int8 [N, K]`` (values in {-1, 0, 1}) into an engine layout."""
+    data = _kernels.pack_ternary_weights(codes, layout)
+    return PackedTernary(data, int(codes.shape[0]), int(codes.shape[1]), layout)
 
 
 def unpack_ternary_weights(packed: PackedTernary) -> np.ndarray:
     """The inverse of :func:`pack_ternary_weights`: ``int8 [N, K]``."""
     _check_packed(packed)
-    return _kernels.unpack_ternary_weights(packed.data, packed.in_features)
+    return _kernels.unpack_ternary_weights(packed.data, packed.in_features, packed.layout)
 
 
 def ternary_matmul(
@@ -116,13 +134,17 @@ def ternary_matmul(
     so the result is bit-equal to ``BitLinear.freeze()``'s float32 output.
     """
     _check_packed(packed)
-    return _kernels.ternary_matmul(packed.data, packed.in_features, scale, x, threads=threads)
+    return _kernels.ternary_matmul(
+        packed.data, packed.in_features, scale, x, threads=threads, layout=packed.layout
+    )
 
 
 def ternary_matmul_int(packed: PackedTernary, xcodes: np.ndarray, threads: int = 1) -> np.ndarray:
     """Exact ``int32 [T, N]`` accumulators ``xcodes @ codes_w.T`` for ``int8 xcodes [T, K]``."""
     _check_packed(packed)
-    return _kernels.ternary_matmul_int(packed.data, packed.in_features, xcodes, threads=threads)
+    return _kernels.ternary_matmul_int(
+        packed.data, packed.in_features, xcodes, threads=threads, layout=packed.layout
+    )
 
 
 def _check_packed(packed: PackedTernary) -> None:

@@ -23,12 +23,15 @@ AVAILABLE = tk.available_isas()
 SKIP_REASON = {
     "avx512": "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI and no emulator is available here "
     "(Intel SDE cannot be downloaded; qemu-user does not emulate AVX-512)",
+    "avx512vbmi": "this CPU lacks AVX-512 VBMI (or F/BW/VL/DQ/VNNI) and no emulator is "
+    "available here",
     "avx2": "this CPU lacks AVX2+FMA",
     "neon": "NEON kernels are compiled and run on aarch64 only",
 }
-# K values around every SIMD width (16/32/64 bytes) and the 256-code super-block,
-# plus one past a 4096-column GEMM panel.
-KS = [1, 3, 31, 33, 127, 129, 255, 257, 1000, 4097 + 256]
+# K values around every SIMD width (16/32/64 bytes), the 256- and 320-code
+# super-blocks, plus one past a 4096-column (3840 base-3) GEMM panel.
+KS = [1, 3, 31, 33, 127, 129, 255, 257, 319, 321, 1000, 4097 + 256]
+LAYOUTS = list(tk.LAYOUTS)
 
 
 def isa_param(name: str):
@@ -118,12 +121,14 @@ def test_act_quant_rejects_non_finite():
 # -- packing -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("k", KS)
-def test_pack_round_trip(k):
+def test_pack_round_trip(k, layout):
     w = ternary(rng(k), 7, k)
-    packed = tk.pack_ternary_weights(w)
-    assert packed.data.dtype == np.uint8
-    assert packed.data.shape == (7, tk.packed_row_bytes(k)) == (7, -(-k // 256) * 64)
+    packed = tk.pack_ternary_weights(w, layout)
+    block = tk.QK if layout == "bits2" else tk.QK3
+    assert packed.data.dtype == np.uint8 and packed.layout == layout
+    assert packed.data.shape == (7, tk.packed_row_bytes(k, layout)) == (7, -(-k // block) * 64)
     np.testing.assert_array_equal(tk.unpack_ternary_weights(packed), w)
 
 
@@ -139,6 +144,22 @@ def test_pack_layout():
     assert data[64 + 50] == 0b01_01_01_01  # padding is the zero code
 
 
+def test_pack_layout_base3():
+    # Byte i of a super-block holds codes 64*j + i (j = 0..4) as sum (code + 1) * 3^j.
+    w = np.zeros((1, 600), np.int8)
+    w[0, 0], w[0, 64], w[0, 128], w[0, 192], w[0, 256] = 1, -1, 1, 0, -1  # 2, 0, 2, 1, 0
+    w[0, 320 + 5] = 1  # second super-block, byte 5, digit 0
+    w[0, 320 + 64 * 4 + 7] = 1  # second super-block, byte 7, digit 4
+    data = tk.pack_ternary_weights(w, "base3").data[0]
+    assert data.shape == (128,)
+    assert data[0] == 2 + 0 * 3 + 2 * 9 + 1 * 27 + 0 * 81
+    assert data[1] == 121  # all zero codes: 1 + 3 + 9 + 27 + 81
+    assert data[64 + 5] == 121 + 1
+    assert data[64 + 7] == 121 + 81
+    assert data[64 + 50] == 121  # padding is the zero code
+    assert data.max() <= 242
+
+
 def test_pack_rejects_bad_codes_and_fields():
     w = np.zeros((2, 10), np.int8)
     w[1, 3] = 2
@@ -146,23 +167,33 @@ def test_pack_rejects_bad_codes_and_fields():
         tk.pack_ternary_weights(w)
     packed = tk.pack_ternary_weights(np.zeros((2, 10), np.int8))
     packed.data[1, 2] = 0b11
-    with pytest.raises(ValueError, match="invalid 2-bit field"):
+    with pytest.raises(ValueError, match="invalid field.*2-bit 0b11"):
         tk.unpack_ternary_weights(packed)
+    packed = tk.pack_ternary_weights(np.zeros((2, 10), np.int8), "base3")
+    packed.data[1, 2] = 243
+    with pytest.raises(ValueError, match=r"base-3 byte > 242\) at weight \[1, 2\]"):
+        tk.unpack_ternary_weights(packed)
+    with pytest.raises(ValueError, match="layout"):
+        tk.pack_ternary_weights(np.zeros((2, 10), np.int8), "base4")
+    bits2 = tk.pack_ternary_weights(np.zeros((2, 300), np.int8))  # 128 bytes a row; base3: 64
+    with pytest.raises(ValueError, match="bytes per row.*layout base3"):
+        tk.ternary_matmul_int(bits2._replace(layout="base3"), np.zeros((1, 300), np.int8))
 
 
 # -- integer accumulators ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("t", [1, 2, 7])
-def test_int_matmul_exact(isa, k, t):
+def test_int_matmul_exact(isa, k, t, layout):
     tk.set_isa(isa)
     r = rng(1000 * k + t)
     n = 7 if k > 1000 else 37
     w = ternary(r, n, k)
     x = r.integers(-128, 128, size=(t, k)).astype(np.int8)
-    packed = tk.pack_ternary_weights(w)
+    packed = tk.pack_ternary_weights(w, layout)
     expect = ref_int(x, w)
     for threads in (1, 2, 3):
         out = tk.ternary_matmul_int(packed, x, threads=threads)
@@ -170,9 +201,10 @@ def test_int_matmul_exact(isa, k, t):
         np.testing.assert_array_equal(out, expect)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("t", [1, 3, 5])
-def test_int_matmul_edge_values(isa, t):
+def test_int_matmul_edge_values(isa, t, layout):
     tk.set_isa(isa)
     k = 4097 + 256  # two GEMM panels, several int16 widening runs
     w = np.stack(
@@ -187,10 +219,10 @@ def test_int_matmul_edge_values(isa, t):
             np.zeros(k),
         ]
     ).astype(np.int8)[:t]
-    packed = tk.pack_ternary_weights(w)
+    packed = tk.pack_ternary_weights(w, layout)
     np.testing.assert_array_equal(tk.ternary_matmul_int(packed, x), ref_int(x, w))
     assert tk.ternary_matmul_int(packed, x)[0, 0] == (-128 * k if t else 0)
-    zeros = tk.pack_ternary_weights(np.zeros((3, k), np.int8))
+    zeros = tk.pack_ternary_weights(np.zeros((3, k), np.int8), layout)
     assert not tk.ternary_matmul_int(zeros, x).any()
 
 
@@ -202,17 +234,18 @@ def frozen_layer(k: int, n: int, seed: int) -> BitLinear:
     return BitLinear(k, n).freeze()
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(
     "k,n,t", [(1, 1, 1), (33, 7, 1), (257, 40, 3), (1000, 33, 9), (2560, 64, 1)]
 )
-def test_float_matmul_bit_exact_vs_frozen_bitlinear(k, n, t):
+def test_float_matmul_bit_exact_vs_frozen_bitlinear(k, n, t, layout):
     # Same integer accumulators and the same float32 operations as the reference
     # (one division scale / s_x per token, one multiply per output): tolerance 0.
     layer = frozen_layer(k, n, seed=k + n)
     x = torch.randn(t, k) * 3
     with torch.no_grad():
         expect = layer(x).numpy()
-    packed = tk.pack_ternary_weights(layer.weight_codes.numpy())
+    packed = tk.pack_ternary_weights(layer.weight_codes.numpy(), layout)
     scale = float(layer.weight_scale)
     for isa in AVAILABLE:
         tk.set_isa(isa)
@@ -222,16 +255,18 @@ def test_float_matmul_bit_exact_vs_frozen_bitlinear(k, n, t):
             np.testing.assert_array_equal(y, expect, err_msg=f"{isa} threads={threads}")
 
 
-def test_results_do_not_depend_on_thread_count_or_isa():
+def test_results_do_not_depend_on_thread_count_isa_or_layout():
     r = rng(7)
     k, n = 777, 150
-    packed = tk.pack_ternary_weights(ternary(r, n, k))
+    w = ternary(r, n, k)
     for t in (1, 6):
         x = r.standard_normal((t, k)).astype(np.float32)
         outs = []
         for isa in AVAILABLE:
             tk.set_isa(isa)
-            outs += [tk.ternary_matmul(packed, 0.37, x, threads=th) for th in (1, 2, 3, 8)]
+            for layout in LAYOUTS:
+                packed = tk.pack_ternary_weights(w, layout)
+                outs += [tk.ternary_matmul(packed, 0.37, x, threads=th) for th in (1, 2, 3, 8)]
         for o in outs[1:]:
             np.testing.assert_array_equal(o, outs[0])
 
@@ -332,7 +367,7 @@ def test_bad_inputs_raise_naming_the_argument():
         ),
         (
             ValueError,
-            "`packed` has 64 bytes per row; K = 300 needs 128",
+            "`packed` has 64 bytes per row; K = 300 in layout bits2 needs 128",
             lambda: tk.ternary_matmul(
                 packed._replace(in_features=300), 1.0, np.ones((1, 300), np.float32)
             ),

@@ -414,6 +414,24 @@ def test_threads_do_not_change_results(relu2, exported):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("qtype", ["i2_s", "tq1_0", "tq2_0"])
+def test_layouts_give_identical_logits(relu2, exported, qtype):
+    # The base-3 and 2-bit in-memory layouts hold the same codes: prefill and
+    # decode logits must be bit-identical, whatever the file's type.
+    path = exported(relu2, qtype)
+    ids = prompt(24, 512, seed=11)
+    runs = {}
+    for layout in ("bits2", "base3"):
+        m = _kernels.Model(path, threads=2, layout=layout)
+        assert m.layout == layout
+        runs[layout] = (m.eval(ids, all_logits=True), m.eval([7]))
+    for got, want in zip(runs["base3"], runs["bits2"], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert _kernels.Model(path, layout="auto").layout == _kernels.preferred_layout()
+    with pytest.raises(ValueError, match="unknown ternary layout 'base4'"):
+        _kernels.Model(path, layout="base4")
+
+
 def test_config_metadata_and_context(relu2, exported):
     m = _kernels.Model(exported(relu2, "i2_s"), n_ctx=100)
     c = m.config

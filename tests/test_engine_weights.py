@@ -28,7 +28,15 @@ from ternlab.export.i2s import I2S_TYPE_ID, pack_i2s
 from ternlab.inference import _kernels as K
 
 ISAS = K.available_isas()
-TYPE_IDS = {"i2_s": I2S_TYPE_ID, "tq2_0": 35, "tq1_0": 34, "f32": 0, "f16": 1, "q8_0": 8, "q6_k": 14}
+TYPE_IDS = {
+    "i2_s": I2S_TYPE_ID,
+    "tq2_0": 35,
+    "tq1_0": 34,
+    "f32": 0,
+    "f16": 1,
+    "q8_0": 8,
+    "q6_k": 14,
+}
 U = 2.0**-24  # float32 unit roundoff
 
 
@@ -83,14 +91,15 @@ TERNARY_CASES = [
 ]
 
 
+@pytest.mark.parametrize("layout", ["bits2", "base3"])
 @pytest.mark.parametrize("qtype,n_out,n_in", TERNARY_CASES)
-def test_ternary_codes_scale_and_forward_bit_exact(tmp_path, qtype, n_out, n_in):
+def test_ternary_codes_scale_and_forward_bit_exact(tmp_path, qtype, n_out, n_in, layout):
     r = np.random.default_rng(n_out * 1000 + n_in)
     codes = random_codes(r, n_out, n_in)
     scale = np.float32(r.uniform(0.005, 0.05))
     path = write_gguf(tmp_path / "t.gguf", lambda w: add_ternary(w, "w", codes, scale, qtype))
 
-    lin = K.load_linear(str(path), "w")
+    lin = K.load_linear(str(path), "w", layout)
     assert (lin.n_out, lin.n_in, lin.type, lin.ternary) == (n_out, n_in, TYPE_IDS[qtype], True)
     np.testing.assert_array_equal(lin.codes(), codes)
     expect_scale = scale if qtype == "i2_s" else fp16_scale(scale)
@@ -237,8 +246,10 @@ def test_float_isas_agree_with_scalar(tmp_path):
     check_within_bound(ref, x, w, "scalar")
     for isa in ISAS:
         K.set_isa(isa)
-        # x86 ISAs have their own float kernels; others (neon) use the scalar ones.
-        assert K.float_kernel_isa() == (isa if isa in ("avx2", "avx512") else "scalar")
+        # x86 ISAs have their own float kernels (avx512vbmi adds ternary kernels only,
+        # its float ones are avx512's); others (neon) use the scalar ones.
+        want = {"avx2": "avx2", "avx512": "avx512", "avx512vbmi": "avx512"}.get(isa, "scalar")
+        assert K.float_kernel_isa() == want
         bound = 2 * 778 * U * (np.abs(x) @ np.abs(w.astype(np.float64)).T)
         assert (np.abs(lin.forward(x) - ref) <= bound).all(), isa
 

@@ -22,11 +22,12 @@ struct PyModel {
     std::mutex mu;
 };
 
-std::unique_ptr<PyModel> open_model(const py::object& path, int threads, int64_t n_ctx) {
+std::unique_ptr<PyModel> open_model(const py::object& path, int threads, int64_t n_ctx,
+                                    const std::string& layout) {
     const std::string p = py::str(py::module_::import("os").attr("fspath")(path));
     auto out = std::make_unique<PyModel>();
     py::gil_scoped_release nogil;
-    out->model = std::make_unique<Model>(p, threads, n_ctx);
+    out->model = std::make_unique<Model>(p, threads, n_ctx, layout);
     return out;
 }
 
@@ -112,7 +113,8 @@ void bind_model(py::module_& m) {
                         "GGUF file, with a KV cache of n_ctx positions (0: the training "
                         "context, at most 4096). Bad files raise GGUFError.")
         .def(py::init(&open_model), py::arg("path"), py::arg("threads") = 1,
-             py::arg("n_ctx") = 0)
+             py::arg("n_ctx") = 0, py::arg("layout") = "auto")
+        .def_property_readonly("layout", [](const PyModel& s) { return s.model->layout(); })
         .def_property_readonly("config",
                                [](const PyModel& s) { return config_dict(s.model->config()); })
         .def_property_readonly("metadata",

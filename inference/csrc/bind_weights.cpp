@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "dispatch.h"
 #include "float_matmul.h"
 #include "gguf.h"
 #include "ternary_pack.h"
@@ -36,11 +37,13 @@ std::shared_ptr<GgufFile> open_gguf(const py::object& file) {
     return std::make_shared<GgufFile>(path);
 }
 
-std::unique_ptr<PyLinear> load(const py::object& file, const std::string& name) {
+std::unique_ptr<PyLinear> load(const py::object& file, const std::string& name,
+                               const std::string& layout) {
     auto out = std::make_unique<PyLinear>();
     out->file = open_gguf(file);
+    const Layout l = parse_layout(layout);
     py::gil_scoped_release nogil;
-    out->w = load_linear(*out->file, out->file->tensor(name));
+    out->w = load_linear(*out->file, out->file->tensor(name), l);
     return out;
 }
 
@@ -88,7 +91,8 @@ py::array_t<int8_t> codes(const PyLinear& l) {
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = unpack_ternary(l.w.packed.data(), l.w.n_out, l.w.n_in, out.mutable_data());
+        bad = unpack_ternary(l.w.packed.data(), l.w.n_out, l.w.n_in, out.mutable_data(),
+                             l.w.layout);
     }
     if (bad >= 0) throw std::logic_error("packed weights hold the invalid field 0b11");
     return out;
@@ -129,8 +133,9 @@ void bind_weights(py::module_& m) {
             return "<Linear " + l.w.name + " " + type_name(l.w.type) + " [" +
                    std::to_string(l.w.n_out) + ", " + std::to_string(l.w.n_in) + "]>";
         });
-    m.def("load_linear", &load, py::arg("file"), py::arg("name"),
-          "Load the 2-D tensor `name` of a GGUFFile (or a path) as a Linear.");
+    m.def("load_linear", &load, py::arg("file"), py::arg("name"), py::arg("layout") = "bits2",
+          "Load the 2-D tensor `name` of a GGUFFile (or a path) as a Linear; ternary "
+          "weights are packed in `layout` ('bits2', 'base3' or 'auto').");
     m.def("dequantize_row", &dequantize, py::arg("file"), py::arg("name"), py::arg("row"),
           "Row `row` of an F32/F16/Q8_0/Q6_K tensor as float32.");
     m.def("float_kernel_isa", [] { return std::string(float_kernels().name); },

@@ -72,16 +72,26 @@ void check_threads(int threads) {
                               "], got " + std::to_string(threads));
 }
 
-// The packed weight matrix for in_features k: uint8 [N, packed_row_bytes(k)].
-py::array checked_packed(const py::object& packed, int64_t k) {
+Layout checked_layout(const std::string& name) {
+    if (name == "auto") throw py::value_error("`layout` must be 'bits2' or 'base3', got 'auto'");
+    try {
+        return parse_layout(name);
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(std::string("`layout`: ") + e.what());
+    }
+}
+
+// The packed weight matrix for in_features k: uint8 [N, packed_row_bytes(k, layout)].
+py::array checked_packed(const py::object& packed, int64_t k, Layout layout) {
     check_k(k);
     py::array p = checked<uint8_t>(packed, "packed", "uint8", 2, "[N, packed_row_bytes(K)]");
     if (p.shape(0) == 0) throw py::value_error("`packed` has no rows (N = 0)");
-    if (p.shape(1) != packed_row_bytes(k))
+    if (p.shape(1) != packed_row_bytes(k, layout))
         throw py::value_error("`packed` has " + std::to_string(p.shape(1)) +
-                              " bytes per row; K = " + std::to_string(k) + " needs " +
-                              std::to_string(packed_row_bytes(k)) +
-                              " (mismatched K, or not packed by pack_ternary_weights)");
+                              " bytes per row; K = " + std::to_string(k) + " in layout " +
+                              layout_name(layout) + " needs " +
+                              std::to_string(packed_row_bytes(k, layout)) +
+                              " (mismatched K or layout, or not packed by pack_ternary_weights)");
     return p;
 }
 
@@ -111,16 +121,18 @@ py::tuple quantize_activations(const py::object& x_obj, int threads) {
     return py::make_tuple(codes, s_x);
 }
 
-py::array_t<uint8_t> pack_weights(const py::object& codes_obj) {
+py::array_t<uint8_t> pack_weights(const py::object& codes_obj, const std::string& layout_name) {
+    const Layout layout = checked_layout(layout_name);
     py::array c = checked<int8_t>(codes_obj, "codes", "int8", 2, "[N, K]");
     const int64_t N = c.shape(0), K = c.shape(1);
     if (N == 0 || K == 0) throw py::value_error("`codes` must not be empty, got shape " + shape_str(c));
     check_k(K);
-    py::array_t<uint8_t> packed({N, packed_row_bytes(K)});
+    py::array_t<uint8_t> packed({N, packed_row_bytes(K, layout)});
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = pack_ternary(static_cast<const int8_t*>(c.data()), N, K, packed.mutable_data());
+        bad = pack_ternary(static_cast<const int8_t*>(c.data()), N, K, packed.mutable_data(),
+                           layout);
     }
     if (bad >= 0)
         throw py::value_error("`codes` must hold only -1, 0, +1; found " +
@@ -130,25 +142,31 @@ py::array_t<uint8_t> pack_weights(const py::object& codes_obj) {
     return packed;
 }
 
-py::array_t<int8_t> unpack_weights(const py::object& packed_obj, int64_t k) {
-    py::array p = checked_packed(packed_obj, k);
+py::array_t<int8_t> unpack_weights(const py::object& packed_obj, int64_t k,
+                                   const std::string& layout_name) {
+    const Layout layout = checked_layout(layout_name);
+    py::array p = checked_packed(packed_obj, k, layout);
     const int64_t N = p.shape(0);
     py::array_t<int8_t> codes({N, k});
     int64_t bad;
     {
         py::gil_scoped_release nogil;
-        bad = unpack_ternary(static_cast<const uint8_t*>(p.data()), N, k, codes.mutable_data());
+        bad = unpack_ternary(static_cast<const uint8_t*>(p.data()), N, k, codes.mutable_data(),
+                             layout);
     }
     if (bad >= 0)
-        throw py::value_error("`packed` holds the invalid 2-bit field 0b11 at weight [" +
+        throw py::value_error(std::string("`packed` holds an invalid field (") +
+                              (layout == kBase3 ? "a base-3 byte > 242" : "the 2-bit 0b11") +
+                              ") at weight [" +
                               std::to_string(bad / k) + ", " + std::to_string(bad % k) + "]");
     return codes;
 }
 
 py::array_t<float> matmul(const py::object& packed_obj, int64_t k, double scale,
-                          const py::object& x_obj, int threads) {
+                          const py::object& x_obj, int threads, const std::string& layout_name) {
     check_threads(threads);
-    py::array p = checked_packed(packed_obj, k);
+    const Layout layout = checked_layout(layout_name);
+    py::array p = checked_packed(packed_obj, k, layout);
     py::array x = checked<float>(x_obj, "x", "float32", 2, "[T, K]");
     check_x_k(x, "x", k);
     const float s = static_cast<float>(scale);
@@ -161,7 +179,8 @@ py::array_t<float> matmul(const py::object& packed_obj, int64_t k, double scale,
     {
         py::gil_scoped_release nogil;
         bad = matmul_f32(static_cast<const uint8_t*>(p.data()), N, k, s,
-                         static_cast<const float*>(x.data()), T, y.mutable_data(), threads);
+                         static_cast<const float*>(x.data()), T, y.mutable_data(), threads,
+                         layout);
     }
     if (bad >= 0)
         throw py::value_error("`x` holds a non-finite value in row " + std::to_string(bad));
@@ -169,9 +188,11 @@ py::array_t<float> matmul(const py::object& packed_obj, int64_t k, double scale,
 }
 
 py::array_t<int32_t> matmul_int_py(const py::object& packed_obj, int64_t k,
-                                   const py::object& x_obj, int threads) {
+                                   const py::object& x_obj, int threads,
+                                   const std::string& layout_name) {
     check_threads(threads);
-    py::array p = checked_packed(packed_obj, k);
+    const Layout layout = checked_layout(layout_name);
+    py::array p = checked_packed(packed_obj, k, layout);
     py::array x = checked<int8_t>(x_obj, "xcodes", "int8", 2, "[T, K]");
     check_x_k(x, "xcodes", k);
     const int64_t N = p.shape(0), T = x.shape(0);
@@ -179,7 +200,7 @@ py::array_t<int32_t> matmul_int_py(const py::object& packed_obj, int64_t k,
     {
         py::gil_scoped_release nogil;
         matmul_int(static_cast<const uint8_t*>(p.data()), N, k,
-                   static_cast<const int8_t*>(x.data()), T, out.mutable_data(), threads);
+                   static_cast<const int8_t*>(x.data()), T, out.mutable_data(), threads, layout);
     }
     return out;
 }
@@ -189,15 +210,24 @@ py::array_t<int32_t> matmul_int_py(const py::object& packed_obj, int64_t k,
 PYBIND11_MODULE(_kernels, m) {
     m.doc() = "ternlab's C++ ternary kernels (see ternlab.inference.kernels for the documented API)";
     m.attr("QK") = kQK;
-    m.def("packed_row_bytes", [](int64_t k) { check_k(k); return packed_row_bytes(k); },
-          py::arg("k"));
+    m.attr("QK3") = kQK3;
+    m.def(
+        "packed_row_bytes",
+        [](int64_t k, const std::string& layout) {
+            check_k(k);
+            return packed_row_bytes(k, checked_layout(layout));
+        },
+        py::arg("k"), py::arg("layout") = "bits2");
     m.def("quantize_activations", &quantize_activations, py::arg("x"), py::arg("threads") = 1);
-    m.def("pack_ternary_weights", &pack_weights, py::arg("codes"));
-    m.def("unpack_ternary_weights", &unpack_weights, py::arg("packed"), py::arg("k"));
+    m.def("pack_ternary_weights", &pack_weights, py::arg("codes"), py::arg("layout") = "bits2");
+    m.def("unpack_ternary_weights", &unpack_weights, py::arg("packed"), py::arg("k"),
+          py::arg("layout") = "bits2");
     m.def("ternary_matmul", &matmul, py::arg("packed"), py::arg("k"), py::arg("scale"),
-          py::arg("x"), py::arg("threads") = 1);
+          py::arg("x"), py::arg("threads") = 1, py::arg("layout") = "bits2");
     m.def("ternary_matmul_int", &matmul_int_py, py::arg("packed"), py::arg("k"),
-          py::arg("xcodes"), py::arg("threads") = 1);
+          py::arg("xcodes"), py::arg("threads") = 1, py::arg("layout") = "bits2");
+    m.def("preferred_layout", [] { return std::string(layout_name(kernels().preferred_layout)); },
+          "The packed layout the current ISA multiplies fastest ('bits2' or 'base3').");
     m.def("available_isas", &available_isas);
     m.def("known_isas", &known_isas);
     m.def("set_isa", &set_isa, py::arg("name"));

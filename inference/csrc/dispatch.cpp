@@ -16,12 +16,20 @@ namespace ternlab {
 
 namespace {
 
-// The scalar reference handles any T, so it serves as GEMV too.
-const KernelTable kScalar{"scalar", quant_row_scalar, gemm_scalar, gemm_scalar};
-const KernelTable kAvx2{"avx2", quant_row_avx2, gemv_avx2, gemm_avx2};
-const KernelTable kAvx512{"avx512", quant_row_avx512, gemv_avx512, gemm_avx512};
-const KernelTable kNeon{"neon", quant_row_neon, gemv_neon, gemm_neon};
-const KernelTable* const kAll[] = {&kScalar, &kAvx2, &kAvx512, &kNeon};
+// The scalar reference handles any T, so it serves as GEMV too, and as the
+// base-3 kernel of the ISAs without a SIMD one.
+const KernelTable kScalar{"scalar", quant_row_scalar, {gemm_scalar, gemm3_scalar},
+                          {gemm_scalar, gemm3_scalar}, kBits2};
+const KernelTable kAvx2{"avx2", quant_row_avx2, {gemv_avx2, gemm3_scalar},
+                        {gemm_avx2, gemm3_scalar}, kBits2};
+const KernelTable kAvx512{"avx512", quant_row_avx512, {gemv_avx512, gemm3_scalar},
+                          {gemm_avx512, gemm3_scalar}, kBits2};
+const KernelTable kAvx512Vbmi{"avx512vbmi", quant_row_avx512,
+                              {gemv_avx512, gemv3_avx512vbmi},
+                              {gemm_avx512, gemm3_avx512vbmi}, kBase3};
+const KernelTable kNeon{"neon", quant_row_neon, {gemv_neon, gemm3_scalar},
+                        {gemm_neon, gemm3_scalar}, kBits2};
+const KernelTable* const kAll[] = {&kScalar, &kAvx2, &kAvx512, &kAvx512Vbmi, &kNeon};
 
 bool cpu_supports(const KernelTable* t) {
     if (t == &kScalar) return true;
@@ -29,11 +37,13 @@ bool cpu_supports(const KernelTable* t) {
     __builtin_cpu_init();
     // libgcc/compiler-rt also check that the OS saves the YMM/ZMM state (XCR0).
     if (t == &kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (t == &kAvx512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma");
+    const bool avx512 =
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma");
+    if (t == &kAvx512) return avx512;
+    if (t == &kAvx512Vbmi) return avx512 && __builtin_cpu_supports("avx512vbmi");
 #endif
 #if TERNLAB_NEON
     if (t == &kNeon) return true;  // AdvSIMD is mandatory on AArch64
@@ -98,6 +108,16 @@ void set_isa(const std::string& name) {
 }
 
 std::string current_isa() { return kernels().name; }
+
+Layout parse_layout(const std::string& name) {
+    if (name == "auto" || name.empty()) return kernels().preferred_layout;
+    if (name == "bits2") return kBits2;
+    if (name == "base3") return kBase3;
+    throw std::invalid_argument("unknown ternary layout '" + name +
+                                "'; expected 'bits2', 'base3' or 'auto'");
+}
+
+const char* layout_name(Layout layout) { return layout == kBase3 ? "base3" : "bits2"; }
 
 const KernelTable& kernels() { return *active().load(); }
 

@@ -10,10 +10,13 @@
 namespace ternlab {
 
 struct KernelTable {
-    const char* name;        // "scalar", "avx2", "avx512", "neon"
+    const char* name;        // "scalar", "avx2", "avx512", "avx512vbmi", "neon"
     QuantRowKernel quant_row;
-    MatmulKernel gemv;       // T == 1
-    MatmulKernel gemm;       // T >= 2
+    MatmulKernel gemv[kNumLayouts];  // T == 1, per packed layout
+    MatmulKernel gemm[kNumLayouts];  // T >= 2
+    // The layout this ISA multiplies fastest: base-3 only where a SIMD kernel
+    // decodes it (elsewhere its kernels are the scalar reference: correct, slow).
+    Layout preferred_layout;
 };
 
 // ISAs this build has *and* this CPU can run, from the scalar reference to the best.
@@ -27,5 +30,10 @@ void set_isa(const std::string& name);
 std::string current_isa();
 const KernelTable& kernels();
 const KernelTable* kernel_table(const std::string& name);  // nullptr if not available
+
+// Packed layouts by name: "bits2", "base3", or "auto" (the current ISA's
+// preferred_layout). Throws std::invalid_argument for another name.
+Layout parse_layout(const std::string& name);
+const char* layout_name(Layout layout);
 
 }  // namespace ternlab

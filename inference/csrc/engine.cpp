@@ -29,9 +29,9 @@ Workspace& workspace() {
 // Runs the kernel over rows [0, N) split into `threads` ranges; `epilogue`
 // (if any) finishes each range on the thread that computed it.
 template <class Epilogue>
-void run_rows(const KernelTable& kt, const GemmArgs& a, int64_t N, int threads,
+void run_rows(const KernelTable& kt, Layout layout, const GemmArgs& a, int64_t N, int threads,
               const Epilogue& epilogue) {
-    const MatmulKernel kernel = a.T == 1 ? kt.gemv : kt.gemm;
+    const MatmulKernel kernel = a.T == 1 ? kt.gemv[layout] : kt.gemm[layout];
     const int64_t chunks = (N + kRowAlign - 1) / kRowAlign;
     const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
     parallel_for(tasks, [&](int i) {
@@ -66,10 +66,10 @@ int64_t quantize_rows(const float* x, int64_t T, int64_t K, int8_t* codes, int64
 }
 
 void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, int64_t T,
-                int32_t* out, int threads) {
+                int32_t* out, int threads, Layout layout) {
     if (T == 0 || N == 0) return;
     const KernelTable& kt = kernels();
-    const int64_t Kp = padded_k(K);
+    const int64_t Kp = padded_k(K, layout);
     Workspace& ws = workspace();
     ws.codes.assign(static_cast<size_t>(T * Kp), 0);
     ws.sums.resize(static_cast<size_t>(T));
@@ -80,15 +80,16 @@ void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, in
         for (int64_t k = 0; k < K; ++k) s += src[k];
         ws.sums[t] = s;
     }
-    const GemmArgs a{w, Kp / 4, N, ws.codes.data(), Kp, ws.sums.data(), T, Kp, out, N};
-    run_rows(kt, a, N, threads, [](int64_t, int64_t) {});
+    const GemmArgs a{w,     packed_row_bytes(K, layout), N, ws.codes.data(), Kp, ws.sums.data(),
+                     T,     Kp,                          out, N};
+    run_rows(kt, layout, a, N, threads, [](int64_t, int64_t) {});
 }
 
 int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const float* x,
-                   int64_t T, float* y, int threads) {
+                   int64_t T, float* y, int threads, Layout layout) {
     if (T == 0 || N == 0) return -1;
     const KernelTable& kt = kernels();
-    const int64_t Kp = padded_k(K);
+    const int64_t Kp = padded_k(K, layout);
     Workspace& ws = workspace();
     ws.codes.resize(static_cast<size_t>(T * Kp));
     ws.sums.resize(static_cast<size_t>(T));
@@ -101,8 +102,9 @@ int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const fl
     for (int64_t t = 0; t < T; ++t) ws.s_x[t] = scale / ws.s_x[t];
     const float* mult = ws.s_x.data();
     const int32_t* acc = ws.acc.data();
-    const GemmArgs a{w, Kp / 4, N, ws.codes.data(), Kp, ws.sums.data(), T, Kp, ws.acc.data(), N};
-    run_rows(kt, a, N, threads, [&](int64_t o0, int64_t o1) {
+    const GemmArgs a{w, packed_row_bytes(K, layout), N, ws.codes.data(), Kp, ws.sums.data(),
+                     T, Kp, ws.acc.data(), N};
+    run_rows(kt, layout, a, N, threads, [&](int64_t o0, int64_t o1) {
         for (int64_t t = 0; t < T; ++t) {
             const float m = mult[t];
             for (int64_t o = o0; o < o1; ++o)

@@ -19,13 +19,13 @@ int64_t quantize_rows(const float* x, int64_t T, int64_t K, int8_t* codes, int64
                       float* s_x, int32_t* sums, int threads);
 
 // Exact int32 products of int8 activation codes [T, K] with packed weights
-// [N, packed_row_bytes(K)]: out [T, N].
+// [N, packed_row_bytes(K, layout)]: out [T, N].
 void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, int64_t T,
-                int32_t* out, int threads);
+                int32_t* out, int threads, Layout layout = kBits2);
 
 // The whole frozen BitLinear: quantize x [T, K], multiply, rescale into y [T, N].
 // Returns -1, or the first row of x holding a non-finite value (y is then unspecified).
 int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const float* x,
-                   int64_t T, float* y, int threads);
+                   int64_t T, float* y, int threads, Layout layout = kBits2);
 
 }  // namespace ternlab

@@ -47,8 +47,8 @@ const FloatKernelTable* float_kernel_table(const char* isa) {
     // the float kernels also convert fp16 with F16C.
     static const bool f16c = has_f16c();
     if (std::strcmp(isa, "avx2") == 0) return f16c && kernel_table("avx2") ? &kAvx2 : nullptr;
-    if (std::strcmp(isa, "avx512") == 0)
-        return f16c && kernel_table("avx512") ? &kAvx512 : nullptr;
+    if (std::strcmp(isa, "avx512") == 0 || std::strcmp(isa, "avx512vbmi") == 0)
+        return f16c && kernel_table(isa) ? &kAvx512 : nullptr;  // vbmi adds ternary kernels only
 #endif
     return nullptr;
 }

@@ -6,7 +6,8 @@
 //           L1-resident buffer of unsigned fields and reused by every token;
 //           the micro-kernel is register-blocked over rows x tokens.
 // All compute acc[t, o] = sum_k x[t, k] * code[o, k] exactly (int32) for rows
-// [o0, o1) and every token; see common.h for GemmArgs.
+// [o0, o1) and every token; see common.h for GemmArgs. The gemv3_/gemm3_
+// kernels read the base-3 layout (kBase3), the others the 2-bit one.
 #pragma once
 
 #include "common.h"
@@ -20,5 +21,10 @@ void gemv_avx512(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_avx512(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemv_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_neon(const GemmArgs& a, int64_t o0, int64_t o1);
+
+void gemm3_scalar(const GemmArgs& a, int64_t o0, int64_t o1);  // the base-3 reference, any T
+// AVX-512 VBMI: the digits come from byte lookups (vpermi2b), see gemm_avx512.cpp.
+void gemv3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemm3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

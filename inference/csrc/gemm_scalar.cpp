@@ -3,25 +3,23 @@
 #include <vector>
 
 #include "gemm.h"
+#include "ternary_pack.h"
 
 namespace ternlab {
 
 namespace {
 
-// Code (-1, 0, +1) at column `col` of row `o` (layout in common.h).
-inline int decode(const GemmArgs& a, int64_t o, int64_t col) {
-    const uint8_t* sb = a.w + sb_offset(o, col / kQK, a.N, a.w_stride);
-    const int shift = 2 * static_cast<int>(col % kQK / kBlockBytes);
-    return ((sb[col % kBlockBytes] >> shift) & 3) - 1;
-}
-
-}  // namespace
-
-void gemm_scalar(const GemmArgs& a, int64_t o0, int64_t o1) {
+template <Layout L>
+void gemm_ref(const GemmArgs& a, int64_t o0, int64_t o1) {
+    const int64_t q = codes_per_block(L);
     std::vector<int8_t> codes(static_cast<size_t>(a.Kp));
     for (int64_t o = o0; o < o1; ++o) {
         // Decode the row once, then reuse it for every token.
-        for (int64_t k = 0; k < a.Kp; ++k) codes[k] = static_cast<int8_t>(decode(a, o, k));
+        for (int64_t k = 0; k < a.Kp; ++k) {
+            const uint8_t* sb = a.w + sb_offset(o, k / q, a.N, a.w_stride);
+            codes[k] = static_cast<int8_t>(
+                unpack_field(sb[k % kBlockBytes], static_cast<int>(k % q / kBlockBytes), L));
+        }
         for (int64_t t = 0; t < a.T; ++t) {
             const int8_t* x = a.x + t * a.x_stride;
             int32_t acc = 0;
@@ -30,5 +28,10 @@ void gemm_scalar(const GemmArgs& a, int64_t o0, int64_t o1) {
         }
     }
 }
+
+}  // namespace
+
+void gemm_scalar(const GemmArgs& a, int64_t o0, int64_t o1) { gemm_ref<kBits2>(a, o0, o1); }
+void gemm3_scalar(const GemmArgs& a, int64_t o0, int64_t o1) { gemm_ref<kBase3>(a, o0, o1); }
 
 }  // namespace ternlab

@@ -21,6 +21,9 @@
 #define TL_AVX2 __attribute__((target("avx2,fma")))
 #define TL_AVX512 \
     __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+#define TL_AVX512VBMI                                                                     \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni," \
+                          "avx512vbmi")))
 #else
 #define TERNLAB_X86 0
 #endif

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "attention.h"
+#include "dispatch.h"
 #include "model_impl.h"
 #include "ops.h"
 
@@ -138,9 +139,9 @@ void forward(ModelState& m, const int32_t* tokens, int64_t T, int64_t pos0, bool
 
 struct Model::Impl : ModelState {};
 
-Model::Model(const std::string& path, int threads, int64_t n_ctx)
+Model::Model(const std::string& path, int threads, int64_t n_ctx, const std::string& layout)
     : impl_(std::make_unique<Impl>()) {
-    load_model(*impl_, path, threads, n_ctx);
+    load_model(*impl_, path, threads, n_ctx, parse_layout(layout));
 }
 Model::~Model() = default;
 
@@ -149,6 +150,7 @@ const GgufFile& Model::file() const { return *impl_->file; }
 int64_t Model::n_ctx() const { return impl_->n_ctx; }
 int64_t Model::n_past() const { return impl_->n_past; }
 int Model::threads() const { return impl_->threads; }
+const char* Model::layout() const { return layout_name(impl_->layout); }
 
 void Model::set_threads(int threads) {
     check_model_threads(threads);

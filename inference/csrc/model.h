@@ -30,9 +30,11 @@ struct ModelConfig {
 class Model {
    public:
     // Maps and validates `path`, checks every tensor the architecture needs
-    // (presence, type, shape), repacks ternary weights. n_ctx <= 0: the
-    // training context. Throws GgufError (bad file) or std::invalid_argument.
-    Model(const std::string& path, int threads, int64_t n_ctx);
+    // (presence, type, shape), repacks ternary weights into `layout` ("bits2",
+    // "base3", or "auto": the kernels' preferred one). n_ctx <= 0: the training
+    // context. Throws GgufError (bad file) or std::invalid_argument.
+    Model(const std::string& path, int threads, int64_t n_ctx,
+          const std::string& layout = "auto");
     ~Model();
 
     const ModelConfig& config() const;
@@ -40,6 +42,7 @@ class Model {
     int64_t n_ctx() const;
     int64_t n_past() const;
     int threads() const;
+    const char* layout() const;  // of the ternary weights: "bits2" or "base3"
     void set_threads(int threads);
     // Forget cached positions >= n (0 clears the cache).
     void truncate(int64_t n);

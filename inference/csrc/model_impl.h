@@ -28,6 +28,7 @@ struct ModelState {
     ModelConfig c;
     int64_t n_ctx = 0, n_past = 0;
     int threads = 1;
+    Layout layout = kBits2;  // of the ternary weights
 
     const GgufTensor* embd = nullptr;  // token_embd.weight (F32, F16 or Q8_0 rows)
     std::vector<float> output_norm;
@@ -53,7 +54,8 @@ struct ModelState {
 };
 
 // Loads and validates everything into a fresh `m` (model_load.cpp).
-void load_model(ModelState& m, const std::string& path, int threads, int64_t n_ctx);
+void load_model(ModelState& m, const std::string& path, int threads, int64_t n_ctx,
+                Layout layout);
 // Throws std::invalid_argument unless 1 <= threads <= kMaxThreads.
 void check_model_threads(int threads);
 

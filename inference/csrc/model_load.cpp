@@ -83,10 +83,11 @@ void check_layer_shapes(const TensorChecker& tc, const ModelConfig& c) {
     }
 }
 
-Layer load_layer(const GgufFile& f, const TensorChecker& tc, const ModelConfig& c, int64_t l) {
+Layer load_layer(const GgufFile& f, const TensorChecker& tc, const ModelConfig& c, int64_t l,
+                 Layout layout) {
     const int64_t nq = c.n_head * c.head_dim;
     const std::string p = "blk." + std::to_string(l) + ".";
-    auto lin = [&](const char* name) { return load_linear(f, f.tensor(p + name)); };
+    auto lin = [&](const char* name) { return load_linear(f, f.tensor(p + name), layout); };
     Layer L;
     L.attn_norm = tc.norm(p + "attn_norm.weight", c.n_embd, "[n_embd]");
     L.ffn_norm = tc.norm(p + "ffn_norm.weight", c.n_embd, "[n_embd]");
@@ -147,7 +148,8 @@ void check_model_threads(int threads) {
                                     "], got " + std::to_string(threads));
 }
 
-void load_model(ModelState& m, const std::string& path, int threads, int64_t n_ctx) {
+void load_model(ModelState& m, const std::string& path, int threads, int64_t n_ctx,
+                Layout layout) {
     check_model_threads(threads);
     m.file = std::make_unique<GgufFile>(path);
     const GgufFile& f = *m.file;
@@ -155,6 +157,7 @@ void load_model(ModelState& m, const std::string& path, int threads, int64_t n_c
     const ModelConfig& c = m.c;
     m.n_ctx = resolve_n_ctx(f, c, n_ctx);
     m.threads = threads;
+    m.layout = layout;
 
     const TensorChecker tc(f, c.arch);
     m.embd = &tc.need("token_embd.weight", {c.n_embd, c.n_vocab}, "[n_embd, n_vocab]");
@@ -166,9 +169,9 @@ void load_model(ModelState& m, const std::string& path, int threads, int64_t n_c
     check_layer_shapes(tc, c);
 
     m.output_norm = tc.norm("output_norm.weight", c.n_embd, "[n_embd]");
-    m.head = load_linear(f, head);
+    m.head = load_linear(f, head, layout);
     m.layers.reserve(static_cast<size_t>(c.n_layer));
-    for (int64_t l = 0; l < c.n_layer; ++l) m.layers.push_back(load_layer(f, tc, c, l));
+    for (int64_t l = 0; l < c.n_layer; ++l) m.layers.push_back(load_layer(f, tc, c, l, layout));
     m.rope.build(m.n_ctx, c.head_dim, c.rope_base);
     allocate_buffers(m);
 }

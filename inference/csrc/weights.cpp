@@ -21,6 +21,7 @@
 #include "common.h"
 #include "engine.h"
 #include "float_matmul.h"
+#include "ternary_pack.h"
 #include "threadpool.h"
 
 namespace ternlab {
@@ -185,18 +186,19 @@ void decode_i2s_row(const GgufFile& f, const GgufTensor& t, int64_t o, int64_t n
     }
 }
 
-// One row of valid codes, zero-padded to kp = padded_k(n_in), into the engine
-// layout: pack_ternary's (ternary_pack.h) without its per-code checks and bounds
-// tests, so the compiler vectorizes it; load time is dominated by this repacking.
-// tests/test_engine_weights.py checks the result against unpack_ternary.
-// Row o of an n-row matrix (row groups: common.h).
-void pack_row(const int8_t* codes, int64_t kp, uint8_t* packed, int64_t o, int64_t n) {
-    for (int64_t sb = 0; sb < kp / kQK; ++sb) {
-        const int8_t* c = codes + sb * kQK;
-        uint8_t* p = packed + sb_offset(o, sb, n, kp / 4);
-        for (int i = 0; i < kBlockBytes; ++i)
-            p[i] = static_cast<uint8_t>((c[i] + 1) | ((c[64 + i] + 1) << 2) |
-                                        ((c[128 + i] + 1) << 4) | ((c[192 + i] + 1) << 6));
+// One row of valid codes, zero-padded to kp = padded_k(n_in, layout), into the
+// engine layout: pack_ternary's (ternary_pack.h) without its per-code checks and
+// bounds tests, so the compiler vectorizes it; load time is dominated by this
+// repacking. tests/test_engine_weights.py checks the result against
+// unpack_ternary. Row o of an n-row matrix (row groups: common.h).
+void pack_row(const int8_t* codes, int64_t kp, uint8_t* packed, int64_t o, int64_t n,
+              Layout layout) {
+    const int64_t q = codes_per_block(layout);
+    const int64_t row_bytes = packed_row_bytes(kp, layout);
+    for (int64_t sb = 0; sb < kp / q; ++sb) {
+        const int8_t* c = codes + sb * q;
+        uint8_t* p = packed + sb_offset(o, sb, n, row_bytes);
+        for (int i = 0; i < kBlockBytes; ++i) p[i] = pack_byte(c + i, layout);
     }
 }
 
@@ -210,16 +212,17 @@ float i2s_scale(const GgufFile& f, const GgufTensor& t, int64_t n) {
     return s;
 }
 
-Linear load_ternary(const GgufFile& f, const GgufTensor& t, Linear w) {
+Linear load_ternary(const GgufFile& f, const GgufTensor& t, Linear w, Layout layout) {
     if (w.n_in > kMaxTernaryK)
         throw GgufError(describe(f, t) + " has rows of " + std::to_string(w.n_in) +
                         " values; exact int32 accumulation allows at most " +
                         std::to_string(kMaxTernaryK));
-    const int64_t prb = packed_row_bytes(w.n_in);
+    const int64_t prb = packed_row_bytes(w.n_in, layout);
     w.ternary = true;
+    w.layout = layout;
     w.packed = aligned_bytes(static_cast<size_t>(w.n_out * prb));
     if (t.type == kI2_S) w.scale = i2s_scale(f, t, w.n_out * w.n_in);
-    const int64_t kp = padded_k(w.n_in);
+    const int64_t kp = padded_k(w.n_in, layout);
     std::vector<int8_t> codes(static_cast<size_t>(kp), 0);  // zero padding past n_in
     TqScale tq;
     for (int64_t o = 0; o < w.n_out; ++o) {
@@ -227,7 +230,7 @@ Linear load_ternary(const GgufFile& f, const GgufTensor& t, Linear w) {
             decode_i2s_row(f, t, o, w.n_in, codes.data());
         else
             decode_tq_row(f, t, o, w.n_in, codes.data(), tq);
-        pack_row(codes.data(), kp, w.packed.data(), o, w.n_out);
+        pack_row(codes.data(), kp, w.packed.data(), o, w.n_out, layout);
     }
     if (t.type != kI2_S) w.scale = tq.value;  // 0 only for an all-zero tensor
     f.release(t);
@@ -254,7 +257,7 @@ AlignedBytes aligned_bytes(size_t n) {
     return b;
 }
 
-Linear load_linear(const GgufFile& f, const GgufTensor& t) {
+Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout) {
     if (t.ne.size() != 2) {
         std::string shape;
         for (size_t i = t.ne.size(); i-- > 0;) shape += std::to_string(t.ne[i]) + (i ? ", " : "");
@@ -271,7 +274,7 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t) {
         case kI2_S:
         case kTQ1_0:
         case kTQ2_0:
-            return load_ternary(f, t, std::move(w));
+            return load_ternary(f, t, std::move(w), layout);
         case kF32:
         case kF16:
         case kQ8_0:
@@ -288,7 +291,8 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t) {
 
 int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int threads) {
     if (T <= 0 || w.n_out == 0) return -1;
-    if (w.ternary) return matmul_f32(w.packed.data(), w.n_out, w.n_in, w.scale, x, T, y, threads);
+    if (w.ternary)
+        return matmul_f32(w.packed.data(), w.n_out, w.n_in, w.scale, x, T, y, threads, w.layout);
     const FloatKernelTable& kt = float_kernels();
     const FloatFormat fmt = float_format(w.type);
     const FloatKernel kernel = T == 1 ? kt.gemv[fmt] : kt.gemm[fmt];

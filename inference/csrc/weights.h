@@ -1,7 +1,7 @@
 // Weight matrices of a GGUF model, ready for the engine's kernels.
 //
-// Ternary tensors (I2_S, TQ1_0, TQ2_0) are repacked once, at load, into the
-// engine's 64-byte super-block layout (common.h) with one float32 scale per
+// Ternary tensors (I2_S, TQ1_0, TQ2_0) are repacked once, at load, into one of
+// the engine's 64-byte super-block layouts (common.h) with one float32 scale per
 // tensor, and multiplied as the frozen BitLinear of docs/quantization.md
 // (per-token int8 activations, exact int32 accumulation). Float tensors (F32,
 // F16, Q8_0, Q6_K) stay in the mapping and are multiplied in float32 with fp32
@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "common.h"
 #include "gguf.h"
 
 namespace ternlab {
@@ -30,7 +31,8 @@ struct Linear {
     int64_t n_in = 0;         // row length (ne[0])
     uint32_t type = 0;        // the GGUF type it came from
     bool ternary = false;
-    AlignedBytes packed;      // ternary: n_out rows of packed_row_bytes(n_in)
+    Layout layout = kBits2;   // ternary: the packed layout
+    AlignedBytes packed;      // ternary: n_out rows of packed_row_bytes(n_in, layout)
     float scale = 0.0f;       // ternary: the per-tensor weight scale
     const uint8_t* data = nullptr;  // float types: rows inside the mapping
     int64_t row_bytes = 0;          // float types: bytes per row
@@ -40,8 +42,9 @@ struct Linear {
 // F32, F16, Q8_0, Q6_K). Throws GgufError naming the file and tensor for another
 // type, a shape that is not 2-D, or ternary data the engine cannot represent
 // exactly (blocks with different non-zero scales, an invalid 2-bit/base-3 field).
-// Ternary source pages are released from RSS after the copy.
-Linear load_linear(const GgufFile& f, const GgufTensor& t);
+// Ternary source pages are released from RSS after the copy; ternary weights
+// are packed in `layout` (float tensors ignore it).
+Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout = kBits2);
 
 // y[T, n_out] = x[T, n_in] @ W^T. Ternary: the frozen BitLinear (bit-exact with
 // ternlab.bitlinear). Returns -1, or the first row of x with a non-finite value.

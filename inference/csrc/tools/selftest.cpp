@@ -24,17 +24,18 @@ using namespace ternlab;
 int main() {
     std::mt19937 rng(1234);
     int failures = 0, checks = 0;
-    const int64_t ks[] = {1, 3, 31, 33, 127, 129, 255, 257, 1000, 4353};
+    const int64_t ks[] = {1, 3, 31, 33, 127, 129, 255, 257, 319, 321, 1000, 4353};
     const int64_t ns[] = {1, 7, 37};
     const int64_t ts[] = {1, 2, 5};
+    for (Layout layout : {kBits2, kBase3})
     for (int64_t k : ks)
         for (int64_t n : ns)
             for (int64_t t : ts) {
                 std::vector<int8_t> w(n * k), x(t * k);
                 for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
                 for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
-                std::vector<uint8_t> packed(n * packed_row_bytes(k));
-                pack_ternary(w.data(), n, k, packed.data());
+                std::vector<uint8_t> packed(n * packed_row_bytes(k, layout));
+                pack_ternary(w.data(), n, k, packed.data(), layout);
                 std::vector<float> xf(t * k);
                 for (auto& v : xf) v = static_cast<float>(static_cast<int>(rng() % 20001) - 10000) / 777.0f;
                 // Expected: plain int64 sums and the scalar kernels.
@@ -47,19 +48,21 @@ int main() {
                     }
                 set_isa("scalar");
                 std::vector<float> yref(t * n);
-                matmul_f32(packed.data(), n, k, 0.5f, xf.data(), t, yref.data(), 1);
+                matmul_f32(packed.data(), n, k, 0.5f, xf.data(), t, yref.data(), 1, layout);
                 for (const std::string& isa : available_isas()) {
                     set_isa(isa);
                     for (int threads = 1; threads <= 3; ++threads) {
                         std::vector<int32_t> got(t * n);
-                        matmul_int(packed.data(), n, k, x.data(), t, got.data(), threads);
+                        matmul_int(packed.data(), n, k, x.data(), t, got.data(), threads, layout);
                         std::vector<float> y(t * n);
-                        matmul_f32(packed.data(), n, k, 0.5f, xf.data(), t, y.data(), threads);
+                        matmul_f32(packed.data(), n, k, 0.5f, xf.data(), t, y.data(), threads,
+                                   layout);
                         ++checks;
                         if (got != expect || std::memcmp(y.data(), yref.data(), y.size() * 4) != 0) {
                             ++failures;
-                            std::printf("FAIL isa=%s k=%lld n=%lld t=%lld threads=%d\n", isa.c_str(),
-                                        (long long)k, (long long)n, (long long)t, threads);
+                            std::printf("FAIL isa=%s layout=%s k=%lld n=%lld t=%lld threads=%d\n",
+                                        isa.c_str(), layout_name(layout), (long long)k,
+                                        (long long)n, (long long)t, threads);
                         }
                     }
                 }
