@@ -71,6 +71,7 @@ def run_bench(
         "n_params": n_params(p),
         "threads": threads,
         "isa": _kernels.current_isa(),
+        "layout": model.layout,
         "n_prompt": n_prompt,
         "n_gen": n_gen,
         "repetitions": repetitions,

@@ -45,6 +45,15 @@ def _model_args(p: argparse.ArgumentParser, ctx: bool = True) -> None:
             "-c", "--ctx-size", type=int, default=None, metavar="N",
             help="context size in tokens (default: the model's training context)",
         )  # fmt: skip
+    _layout_arg(p)
+
+
+def _layout_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layout", choices=("auto", "bits2", "base3"), default="auto",
+        help="in-memory layout of ternary weights: bits2 (2 bits a weight), base3 (1.6 "
+        "bits: 20%% fewer bytes a token), auto (the fastest on this CPU)",
+    )  # fmt: skip
 
 
 def _sampling_args(p: argparse.ArgumentParser, n: int) -> None:
@@ -105,6 +114,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--threads", default="1", help="thread counts, comma-separated")
     p.add_argument("-r", "--repetitions", type=int, default=3, help="timed runs per test")
     p.add_argument("-o", "--output", default=None, metavar="JSON", help="also write results here")
+    _layout_arg(p)
     p.set_defaults(func=_guard(_cmd_bench))
 
 
@@ -185,7 +195,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for path in args.model:
         _check_file(path)
         t0 = time.perf_counter()
-        model = _kernels.Model(path, max(threads), max(args.n_prompt, args.n_gen))
+        model = _kernels.Model(path, max(threads), max(args.n_prompt, args.n_gen), args.layout)
         load_s = time.perf_counter() - t0
         for t in threads:
             r = run_bench(path, args.n_prompt, args.n_gen, t, args.repetitions, model=model)
@@ -231,7 +241,7 @@ def _load(args: argparse.Namespace):
     from ternlab.inference.engine import Engine
 
     _check_file(args.model)
-    return Engine(args.model, threads=args.threads, n_ctx=args.ctx_size)
+    return Engine(args.model, threads=args.threads, n_ctx=args.ctx_size, layout=args.layout)
 
 
 def _read(path: str) -> str:
@@ -303,7 +313,17 @@ def _print_bench(results: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="ternlab bench")
-    for col in ("model", "size", "type", "isa", "threads", "test", "tokens/s", "ms/token"):
+    for col in (
+        "model",
+        "size",
+        "type",
+        "isa",
+        "layout",
+        "threads",
+        "test",
+        "tokens/s",
+        "ms/token",
+    ):
         right = col in ("size", "threads", "tokens/s", "ms/token")
         table.add_column(col, justify="right" if right else "left", no_wrap=True)
     for r in results:
@@ -317,6 +337,7 @@ def _print_bench(results: list[dict]) -> None:
                 f"{r['file_size'] / 2**20:.2f} MiB",
                 str(r["type"]),
                 r["isa"],
+                r["layout"],
                 str(r["threads"]),
                 f"{test}{n}",
                 f"{m['tokens_per_s']:.2f} ± {m['tokens_per_s_stdev']:.2f}",

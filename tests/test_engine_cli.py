@@ -13,8 +13,9 @@ from engine_helpers import engine_model
 from ternlab.inference.engine import Engine
 
 FIELDS = (
-    "model", "file_size", "arch", "type", "isa", "threads", "n_prompt", "n_gen", "repetitions",
-    "peak_rss_bytes", "machine", "ternlab_version", "n_params", "pp", "tg", "timestamp",
+    "model", "file_size", "arch", "type", "isa", "layout", "threads", "n_prompt", "n_gen",
+    "repetitions", "peak_rss_bytes", "machine", "ternlab_version", "n_params", "pp", "tg",
+    "timestamp",
 )  # fmt: skip
 TERNLAB = str(Path(sys.executable).parent / "ternlab")
 
@@ -93,6 +94,16 @@ def test_bench_writes_json_with_every_field(gguf, tmp_path):
             assert len(m["tokens_per_s_runs"]) == 2 and m["n_tokens"] == n
             assert min(m["tokens_per_s_runs"]) <= m["tokens_per_s"] <= max(m["tokens_per_s_runs"])
             assert m["ms_per_token"] == pytest.approx(1000 / m["tokens_per_s"])
+
+
+@pytest.mark.parametrize("layout", ["bits2", "base3"])
+def test_bench_layout_option(gguf, tmp_path, layout):
+    out = tmp_path / "bench.json"
+    r = _run("bench", "-m", str(gguf), "-p", "4", "-n", "2", "-r", "1", "--layout", layout,
+             "-o", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert [x["layout"] for x in json.loads(out.read_text())["results"]] == [layout]
+    assert layout in r.stdout
 
 
 @pytest.mark.parametrize("cmd", ["run", "chat", "bench", "serve"])
