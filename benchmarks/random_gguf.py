@@ -328,18 +328,27 @@ def _encode_embedding(x: np.ndarray, embed_type: str) -> np.ndarray:
     return quants.quantize(x, Q.Q8_0)
 
 
-def weight_bytes_per_token(path: str | os.PathLike) -> dict[str, int]:
+def weight_bytes_per_token(path: str | os.PathLike, layout: str | None = None) -> dict[str, int]:
     """Bytes of the file's tensors that one decoded token reads.
 
     ``linear``: every ``blk.*`` 2-D weight; ``head``: ``output.weight``, or the tied
     ``token_embd.weight``. The embedding row lookup, norms and the KV cache are left out
-    (together well under 1% at a 128-token context for the 2b shape).
+    (together well under 1% at a 128-token context for the 2b shape). With ``layout``
+    ("bits2" or "base3"), ternary weights count as ternlab's engine holds them after
+    repacking, not as stored in the file.
     """
     from ternlab.export.i2s import TernaryGGUFReader
+    from ternlab.inference.kernels import packed_row_bytes
 
     r = TernaryGGUFReader(path)
     sizes = {t.name: int(t.n_bytes) for t in r.tensors}
     dims = {t.name: len(t.shape) for t in r.tensors}
+    if layout is not None:
+        ternary = {int(Q.TQ1_0), int(Q.TQ2_0), I2S_TYPE_ID}
+        for t in r.tensors:
+            if int(t.tensor_type) in ternary and len(t.shape) == 2:
+                n_in, n_out = (int(v) for v in t.shape)  # gguf order: [n_in, n_out]
+                sizes[t.name] = n_out * packed_row_bytes(n_in, layout)
     linear = sum(n for name, n in sizes.items() if name.startswith("blk.") and dims[name] == 2)
     head = sizes.get("output.weight", sizes["token_embd.weight"])
     return {"linear": linear, "head": head, "total": linear + head}

@@ -25,7 +25,8 @@ TOP_KEYS = {
     "waited_s",
 }  # fmt: skip
 ROW_KEYS = {"engine", "type", "threads", "load_s", "pp", "tg", "decode_gbs", "decode_bw_fraction",
-            "other_cpu_cores"}  # fmt: skip
+            "decode_read_gbs", "decode_read_bw_fraction", "other_cpu_cores",
+            "layout"}  # fmt: skip
 PHASE_KEYS = {"n_tokens", "tokens_per_s", "tokens_per_s_runs", "ms_per_token", "seconds_runs"}
 MACHINE_KEYS = {"cpu", "logical_cpus", "isa_flags", "memory_bytes", "platform", "python", "numpy"}
 
@@ -85,10 +86,28 @@ def test_derived_figures_follow_from_files_and_speeds(report):
     i2s = files["i2_s+q8_0"]["weight_bytes_per_token"]  # 2 bits a value + 32 bytes a tensor
     assert i2s["head"] == head_q8 and i2s["linear"] == _linear_bytes(SMALL, 64) + 32 * n_linear
     bw = report["read_bandwidth_gbs"]
+    # What ternlab streams: rows padded to 320 codes in 64 bytes (base3) or 256 in 64
+    # (bits2); I2_S's per-tensor scale is not counted.
+    for layout, block in (("base3", 320), ("bits2", 256)):
+        held = files["tq2_0"]["engine_bytes_per_token"][layout]
+        rows = [(o, -(-i // block) * 64) for o, i in random_gguf.linear_shapes(SMALL).values()]
+        assert held["linear"] == SMALL.layers * sum(o * b for o, b in rows)
+        assert held["head"] == head_f16
+        assert files["i2_s+q8_0"]["engine_bytes_per_token"][layout]["linear"] == held["linear"]
     for r in report["results"]:
         total = files[r["type"]]["weight_bytes_per_token"]["total"]
-        assert r["decode_gbs"] == pytest.approx(total * r["tg"]["tokens_per_s"] / 1e9)
+        tps = r["tg"]["tokens_per_s"]
+        assert r["decode_gbs"] == pytest.approx(total * tps / 1e9)
         assert r["decode_bw_fraction"] == pytest.approx(r["decode_gbs"] / bw[str(r["threads"])])
+        if r["engine"] == "ternlab":
+            assert r["layout"] in ("bits2", "base3")
+            read = files[r["type"]]["engine_bytes_per_token"][r["layout"]]["total"]
+        else:
+            assert r["layout"] is None
+            read = total
+        assert r["decode_read_gbs"] == pytest.approx(read * tps / 1e9)
+        frac = r["decode_read_gbs"] / bw[str(r["threads"])]
+        assert r["decode_read_bw_fraction"] == pytest.approx(frac)
 
 
 def test_ratios_and_goals(report):
@@ -107,6 +126,7 @@ def test_ratios_and_goals(report):
         assert set(g["decode_bandwidth"]["fraction_by_type"]) == {"tq2_0", "i2_s+q8_0"}
         tg = g["tg_vs_llamacpp_tq2_0"]
         assert tg["f16_head"]["type"] == "tq2_0"  # the only F16-head ternary type here
+        assert tg["q8_0_head"]["type"] == "i2_s+q8_0" and tg["q6_k_head"] is None
         assert tg["any_head"]["met"] == (tg["any_head"]["ratio"] >= 2.0)
 
 
