@@ -7,7 +7,9 @@ loaded by the C++ engine:
   format stores it, and ``forward`` equals the frozen ``BitLinear`` bit for bit;
 * F32 / F16 / Q8_0: ``forward`` is within the float32 summation error bound of a
   float64 product with the dequantized weights, for every ISA, and identical
-  for any thread count and for one token versus a batch;
+  for any thread count and for one token versus a batch (Q6_K quantizes the
+  activations to int8, so its ``forward`` has its own bound and bit-exact
+  reference in test_engine_q6k_head.py; its rows and ISA agreement are here);
 * corrupt or unsupported tensors raise ``GGUFError`` with a clear message.
 """
 
@@ -161,9 +163,6 @@ FLOAT_CASES = [
     ("q8_0", 1, 32),
     ("q8_0", 37, 96),
     ("q8_0", 70, 2080),
-    ("q6_k", 1, 256),
-    ("q6_k", 37, 512),
-    ("q6_k", 70, 2304),
 ]
 
 

@@ -5,8 +5,11 @@
 //
 // The weights stay in their file format and are converted in registers; the
 // converted values are exact in float32 (an fp16 value, or an int8 code times
-// an fp16 block scale: at most 8 x 11 significant bits; Q6_K: q6k.h), so the only rounding
-// is the float32 accumulation. Activations are NOT quantized (ggml's Q8_0 x
+// an fp16 block scale: at most 8 x 11 significant bits), so the only rounding
+// is the float32 accumulation. Q6_K is the exception: its kernels quantize the
+// activations to int8 per 256-value block and multiply in integers
+// (q6k_int8.h, whose comment defines their numerics; ggml's Q6_K x Q8_K), and
+// the rest of this comment is about F32, F16 and Q8_0. Activations are NOT quantized (ggml's Q8_0 x
 // Q8_0 dot would add an int8 rounding of x): a Q8_0 head gives the logits of
 // its dequantized weights to within float32 summation error.
 //
@@ -96,15 +99,18 @@ void float_gemv_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-// Q6_K: each row decoded exactly (q6k.h), then the F32 kernels' sequence.
-void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-void float_gemm_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
 
 void float_gemv_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+// Q6_K x int8 (q6k_int8.h): all bit-identical with the scalar reference.
+void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemm_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemv_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

@@ -17,7 +17,6 @@
 
 #include "float_matmul.h"
 #include "isa.h"
-#include "q6k.h"
 
 #if TERNLAB_X86
 
@@ -192,11 +191,6 @@ TL_F16C inline void convert_row(FloatFormat fmt, const FloatGemmArgs& a, int64_t
         int64_t s = 0;
         for (; kW * (s + 1) <= a.K; ++s) _mm256_storeu_ps(dst + kW * s, F16::load(row, s));
         for (int64_t k = kW * s; k < a.K; ++k) dst[k] = half_to_float(row + 2 * k);
-    } else if (fmt == kFmtQ6_K) {
-        for (int64_t b = 0; b < a.K / kQ6KBlock; ++b) {
-            const uint8_t* blk = row + b * kQ6KBlockBytes;
-            q6k_decode_block(blk, half_to_float(blk + 208), dst + b * kQ6KBlock);
-        }
     } else {
         for (int64_t b = 0; b < a.K / kQ8Block; ++b) {
             const uint8_t* blk = row + b * kQ8BlockBytes;
@@ -250,17 +244,6 @@ void float_gemv_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) { gemv<
 void float_gemv_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) { gemv<F16>(a, o0, o1); }
 void float_gemv_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) { gemv_q8(a, o0, o1); }
 
-// Q6_K GEMV: decode a row into an L1 buffer, then the F32 GEMV over it.
-TL_F16C void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    float* row = float_scratch(a.K);
-    for (int64_t o = o0; o < o1; ++o) {
-        convert_row(kFmtQ6_K, a, o, row);
-        const FloatGemmArgs f{reinterpret_cast<const uint8_t*>(row), 4 * a.K, a.K, a.x, 1,
-                              a.y + o, 1};
-        gemv_row<F32>(f, 0);
-    }
-}
-
 void float_gemm_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     gemm(kFmtF32, a, o0, o1, nullptr);
 }
@@ -269,9 +252,6 @@ void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 }
 void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     gemm(kFmtQ8_0, a, o0, o1, float_scratch(kRowBlock * a.K));
-}
-void float_gemm_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    gemm(kFmtQ6_K, a, o0, o1, float_scratch(kRowBlock * a.K));
 }
 
 }  // namespace ternlab
@@ -285,8 +265,6 @@ void float_gemv_q8_0_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_f32_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_f16_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_q8_0_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
-void float_gemv_q6_k_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
-void float_gemm_q6_k_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 }  // namespace ternlab
 
 #endif

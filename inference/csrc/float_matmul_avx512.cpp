@@ -12,7 +12,6 @@
 
 #include "float_matmul.h"
 #include "isa.h"
-#include "q6k.h"
 
 #if TERNLAB_X86
 
@@ -117,11 +116,6 @@ TL_F512 inline void convert_row(FloatFormat fmt, const FloatGemmArgs& a, int64_t
             _mm512_storeu_ps(dst + k, _mm512_cvtph_ps(_mm256_loadu_si256(
                                           reinterpret_cast<const __m256i*>(row + 2 * k))));
         for (; k < a.K; ++k) dst[k] = half_to_float(row + 2 * k);
-    } else if (fmt == kFmtQ6_K) {
-        for (int64_t b = 0; b < a.K / kQ6KBlock; ++b) {
-            const uint8_t* blk = row + b * kQ6KBlockBytes;
-            q6k_decode_block(blk, half_to_float(blk + 208), dst + b * kQ6KBlock);
-        }
     } else {
         for (int64_t b = 0; b < a.K / kQ8Block; ++b) {
             const uint8_t* blk = row + b * kQ8BlockBytes;
@@ -187,9 +181,6 @@ void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     gemm(kFmtQ8_0, a, o0, o1, float_scratch(kRowBlock * a.K));
 }
-void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    gemm(kFmtQ6_K, a, o0, o1, float_scratch(kRowBlock * a.K));
-}
 
 }  // namespace ternlab
 
@@ -199,7 +190,6 @@ namespace ternlab {
 void float_gemm_f32_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_f16_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_q8_0_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
-void float_gemm_q6_k_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 }  // namespace ternlab
 
 #endif

@@ -24,11 +24,12 @@ const FloatKernelTable kAvx2{"avx2",
                              {float_gemm_f32_avx2, float_gemm_f16_avx2, float_gemm_q8_0_avx2,
                               float_gemm_q6_k_avx2}};
 // The 512-bit kernels reproduce the AVX2 GEMV's per-element sequence, so both
-// tables give identical results. F32 rows need no conversion: the 256-bit GEMV
-// already streams them at the memory bandwidth.
+// tables give identical results (Q6_K's integer kernels: every table gives the
+// scalar reference's result, q6k_int8.h). F32 rows need no conversion: the
+// 256-bit GEMV already streams them at the memory bandwidth.
 const FloatKernelTable kAvx512{
     "avx512",
-    {float_gemv_f32_avx2, float_gemv_f16_avx512, float_gemv_q8_0_avx512, float_gemv_q6_k_avx2},
+    {float_gemv_f32_avx2, float_gemv_f16_avx512, float_gemv_q8_0_avx512, float_gemv_q6_k_avx512},
     {float_gemm_f32_avx512, float_gemm_f16_avx512, float_gemm_q8_0_avx512,
      float_gemm_q6_k_avx512}};
 

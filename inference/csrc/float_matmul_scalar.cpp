@@ -99,8 +99,5 @@ void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     matmul(kFmtQ8_0, a, o0, o1);
 }
-void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    matmul(kFmtQ6_K, a, o0, o1);
-}
 
 }  // namespace ternlab

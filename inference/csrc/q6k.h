@@ -4,7 +4,7 @@
 // = d * scale * (q - 32), evaluated as (d * scale) * (q - 32) like ggml's
 // dequantize_row_q6_K; both products are exact in float32 (11 + 8 + 6
 // significant bits), so a decoded row is exact and the float kernels treat it
-// as an F32 row.
+// as an F32 row. q6k_int8.h multiplies the integer levels directly instead.
 //
 // Plain loops over bytes: the compiler vectorizes them for the ISA of the
 // function they are inlined into (AVX2/AVX-512 GEMV, scalar reference).
@@ -39,6 +39,22 @@ inline void q6k_decode_block(const uint8_t* blk, float d, float* out) {
             y[j + 32] = ds[is + 2] * static_cast<float>(q1);
             y[j + 64] = ds[is + 4] * static_cast<float>(q2);
             y[j + 96] = ds[is + 6] * static_cast<float>(q3);
+        }
+    }
+}
+
+// The levels q (0..63, value = d * scale * (q - 32)) of one block into
+// q[0..255], in value order: the same bit fields q6k_decode_block reads.
+inline void q6k_levels(const uint8_t* blk, uint8_t* q) {
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t* l = blk + 64 * half;
+        const uint8_t* h = blk + 128 + 32 * half;
+        uint8_t* y = q + 128 * half;
+        for (int j = 0; j < 32; ++j) {
+            y[j] = static_cast<uint8_t>((l[j] & 0xF) | ((h[j] & 3) << 4));
+            y[j + 32] = static_cast<uint8_t>((l[j + 32] & 0xF) | (((h[j] >> 2) & 3) << 4));
+            y[j + 64] = static_cast<uint8_t>((l[j] >> 4) | (((h[j] >> 4) & 3) << 4));
+            y[j + 96] = static_cast<uint8_t>((l[j + 32] >> 4) | (((h[j] >> 6) & 3) << 4));
         }
     }
 }
