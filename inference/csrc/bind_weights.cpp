@@ -127,7 +127,8 @@ void bind_weights(py::module_& m) {
                                    return py::float_(l.w.scale);
                                })
         .def("forward", &forward, py::arg("x"), py::arg("threads") = 1,
-             "y [T, n_out] = x [T, n_in] @ W^T (float32). Ternary: the frozen BitLinear.")
+             "y [T, n_out] = x [T, n_in] @ W^T (float32). Ternary: the frozen BitLinear; "
+             "Q6_K: int8 activations per 256-value block (q6k_int8.h).")
         .def("codes", &codes, "The int8 ternary codes [n_out, n_in] (ternary tensors only).")
         .def("__repr__", [](const PyLinear& l) {
             return "<Linear " + l.w.name + " " + type_name(l.w.type) + " [" +

@@ -91,7 +91,7 @@ float* float_scratch(int64_t n);
 void float_matmul_f32_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q6k_int8.cpp
 
 void float_gemv_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);

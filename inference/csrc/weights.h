@@ -4,8 +4,9 @@
 // the engine's 64-byte super-block layouts (common.h) with one float32 scale per
 // tensor, and multiplied as the frozen BitLinear of docs/quantization.md
 // (per-token int8 activations, exact int32 accumulation). Float tensors (F32,
-// F16, Q8_0, Q6_K) stay in the mapping and are multiplied in float32 with fp32
-// activations (the FP16 baseline and the output head).
+// F16, Q8_0, Q6_K) stay in the mapping (the FP16 baseline and the output head):
+// F32, F16 and Q8_0 are multiplied in float32 with fp32 activations, Q6_K with
+// int8 activations per 256-value block (q6k_int8.h).
 #pragma once
 
 #include <cstdint>
