@@ -44,6 +44,9 @@ def test_wheel_has_only_the_ternlab_namespace(wheel):
     for sub in SUBPACKAGES:
         assert f"ternlab/{sub}/__init__.py" in names
     assert "ternlab/bitlinear/layer.py" in names
+    assert any(n.startswith("ternlab/conf/") and n.endswith(".yaml") for n in names)
+    assert any(n.startswith("ternlab/inference/_kernels") for n in names)  # compiled
+    assert not [n for n in names if n.endswith((".cpp", ".h"))]  # sources stay in the sdist
 
 
 @pytest.mark.slow
