@@ -579,3 +579,14 @@ def test_unsupported_variants_refused(tmp_path, extra, tensor, match):
 def test_missing_file():
     with pytest.raises(_kernels.GGUFError):
         _kernels.Model("/nonexistent/model.gguf")
+
+
+def test_attention_kernels_follow_the_isa():
+    # Every x86 SIMD ISA runs the AVX2 attention (head_dim a multiple of 8); the scalar
+    # ISA, NEON and odd head sizes take the reference.
+    for isa in _kernels.available_isas():
+        _kernels.set_isa(isa)
+        simd = isa in ("avx2", "avx512", "avx512vbmi")
+        assert _kernels.attention_kernel_isa(64) == ("avx2" if simd else "scalar"), isa
+        assert _kernels.attention_kernel_isa(12) == "scalar"
+    _kernels.set_isa("auto")

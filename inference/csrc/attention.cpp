@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "attention_kernels.h"
 #include "dispatch.h"
@@ -33,18 +32,6 @@ void weighted_sum_scalar(const float* p, int G, int64_t p_stride, const float* v
     for (int g = 0; g < G; ++g)
         for (int64_t d = 0; d < hd; ++d)
             out[g * hd + d] = dot(p + g * p_stride, vt + d * vt_stride, n);
-}
-
-// The SIMD kernels go with the ternary kernels' ISA (set_isa("scalar") in tests
-// selects the reference here too).
-const AttentionKernels& attention_kernels(int64_t head_dim) {
-#if defined(__x86_64__) || defined(__i386__)
-    const char* isa = kernels().name;
-    const bool avx2 = std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512") == 0;
-    if (avx2 && head_dim % 8 == 0) return kAttentionAvx2;
-#endif
-    (void)head_dim;
-    return kAttentionScalar;
 }
 
 // softmax as torch computes it in float32: exp(s - max), then divide by the sum.
@@ -93,6 +80,20 @@ void attention(const AttentionArgs& a, int threads) {
         for (int64_t i = w; i < items; i += tasks)
             attend(a, kern, i / a.n_head_kv, i % a.n_head_kv, s);
     });
+}
+
+// The SIMD kernels go with the ternary kernels' ISA (set_isa("scalar") in tests
+// selects the reference here too).
+const AttentionKernels& attention_kernels(int64_t head_dim) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (kernels().avx2 && head_dim % 8 == 0) return kAttentionAvx2;
+#endif
+    (void)head_dim;
+    return kAttentionScalar;
+}
+
+const char* attention_kernel_isa(int64_t head_dim) {
+    return &attention_kernels(head_dim) == &kAttentionScalar ? "scalar" : "avx2";
 }
 
 }  // namespace ternlab

@@ -29,4 +29,7 @@ void attention(const AttentionArgs& a, int threads);
 // Scratch floats attention() needs for `threads` threads.
 int64_t attention_scratch_floats(int threads, int64_t n_ctx);
 
+// Which attention kernels the current ISA (dispatch.h) uses: "avx2" or "scalar".
+const char* attention_kernel_isa(int64_t head_dim);
+
 }  // namespace ternlab

@@ -32,5 +32,7 @@ extern const AttentionKernels kAttentionScalar;
 #if defined(__x86_64__) || defined(__i386__)
 extern const AttentionKernels kAttentionAvx2;  // needs hd % 8 == 0 and AVX2 + FMA
 #endif
+// The kernels for head_dim under the current ISA (attention.cpp).
+const AttentionKernels& attention_kernels(int64_t head_dim);
 
 }  // namespace ternlab

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "attention.h"
 #include "bind_gguf.h"
 #include "model.h"
 
@@ -108,6 +109,8 @@ void locked(PyModel& self, const F& fn) {
 }  // namespace
 
 void bind_model(py::module_& m) {
+    m.def("attention_kernel_isa", &attention_kernel_isa, py::arg("head_dim"),
+          "The attention kernels the current ISA uses for head_dim: 'avx2' or 'scalar'.");
     py::class_<PyModel>(m, "Model",
                         "A decoder-only transformer (bitnet, bitnet-b1.58, llama) read from a "
                         "GGUF file, with a KV cache of n_ctx positions (0: the training "

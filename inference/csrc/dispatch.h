@@ -17,6 +17,8 @@ struct KernelTable {
     // The layout this ISA multiplies fastest: base-3 only where a SIMD kernel
     // decodes it (elsewhere its kernels are the scalar reference: correct, slow).
     Layout preferred_layout;
+    // The CPU has AVX2 + FMA: the attention kernels may use them too.
+    bool avx2;
 };
 
 // ISAs this build has *and* this CPU can run, from the scalar reference to the best.
