@@ -20,6 +20,7 @@ struct Workspace {
     std::vector<int32_t> sums;
     std::vector<float> s_x;
     std::vector<int32_t> acc;
+    std::vector<float> mult;
 };
 Workspace& workspace() {
     thread_local Workspace ws;
@@ -87,28 +88,58 @@ void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, in
 
 int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const float* x,
                    int64_t T, float* y, int threads, Layout layout) {
-    if (T == 0 || N == 0) return -1;
+    const TernaryMatmul one{w, N, scale, y};
+    return matmul_f32_group(&one, 1, K, x, T, threads, layout);
+}
+
+int64_t matmul_f32_group(const TernaryMatmul* mats, int n, int64_t K, const float* x,
+                         int64_t T, int threads, Layout layout) {
+    if (T == 0) return -1;
     const KernelTable& kt = kernels();
     const int64_t Kp = padded_k(K, layout);
     Workspace& ws = workspace();
     ws.codes.resize(static_cast<size_t>(T * Kp));
     ws.sums.resize(static_cast<size_t>(T));
     ws.s_x.resize(static_cast<size_t>(T));
-    ws.acc.resize(static_cast<size_t>(T * N));
     const int64_t bad =
         quantize_rows(x, T, K, ws.codes.data(), Kp, ws.s_x.data(), ws.sums.data(), threads);
     if (bad >= 0) return bad;
-    // One float32 division per token, then one multiply per output (as the spec).
-    for (int64_t t = 0; t < T; ++t) ws.s_x[t] = scale / ws.s_x[t];
-    const float* mult = ws.s_x.data();
-    const int32_t* acc = ws.acc.data();
-    const GemmArgs a{w, packed_row_bytes(K, layout), N, ws.codes.data(), Kp, ws.sums.data(),
-                     T, Kp, ws.acc.data(), N};
-    run_rows(kt, layout, a, N, threads, [&](int64_t o0, int64_t o1) {
-        for (int64_t t = 0; t < T; ++t) {
-            const float m = mult[t];
-            for (int64_t o = o0; o < o1; ++o)
-                y[t * N + o] = static_cast<float>(acc[t * N + o]) * m;
+    // Per matrix: its accumulators, its 16-row chunks and, per token, one float32
+    // division scale / s_x (then one multiply per output, as the spec).
+    std::vector<int64_t> acc_at(n), chunks(n);
+    int64_t rows = 0, all_chunks = 0;
+    for (int i = 0; i < n; ++i) {
+        acc_at[i] = T * rows;
+        rows += mats[i].N;
+        chunks[i] = (mats[i].N + kRowAlign - 1) / kRowAlign;
+        all_chunks += chunks[i];
+    }
+    if (all_chunks == 0) return -1;
+    ws.acc.resize(static_cast<size_t>(T * rows));
+    ws.mult.resize(static_cast<size_t>(T * n));
+    for (int i = 0; i < n; ++i)
+        for (int64_t t = 0; t < T; ++t) ws.mult[i * T + t] = mats[i].scale / ws.s_x[t];
+    const MatmulKernel kernel = T == 1 ? kt.gemv[layout] : kt.gemm[layout];
+    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), all_chunks));
+    // One pass over the rows of every matrix, split into contiguous ranges of chunks
+    // (whatever the split, each output is computed the same way).
+    parallel_for(tasks, [&](int task) {
+        const int64_t c0 = all_chunks * task / tasks, c1 = all_chunks * (task + 1) / tasks;
+        int64_t base = 0;
+        for (int i = 0; i < n; base += chunks[i++]) {
+            const TernaryMatmul& m = mats[i];
+            const int64_t o0 = (std::max(c0, base) - base) * kRowAlign;
+            const int64_t o1 = std::min(m.N, (std::min(c1, base + chunks[i]) - base) * kRowAlign);
+            if (o0 >= o1) continue;
+            int32_t* acc = ws.acc.data() + acc_at[i];
+            const GemmArgs a{m.w, packed_row_bytes(K, layout), m.N, ws.codes.data(), Kp,
+                             ws.sums.data(), T, Kp, acc, m.N};
+            kernel(a, o0, o1);
+            for (int64_t t = 0; t < T; ++t) {
+                const float mul = ws.mult[i * T + t];
+                for (int64_t o = o0; o < o1; ++o)
+                    m.y[t * m.N + o] = static_cast<float>(acc[t * m.N + o]) * mul;
+            }
         }
     });
     return -1;

@@ -28,4 +28,19 @@ void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, in
 int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const float* x,
                    int64_t T, float* y, int threads, Layout layout = kBits2);
 
+// One ternary matrix of a group: packed weights [N, packed_row_bytes(K, layout)],
+// its scale, and its output y [T, N].
+struct TernaryMatmul {
+    const uint8_t* w;
+    int64_t N;
+    float scale;
+    float* y;
+};
+// matmul_f32 of several matrices (same K and layout) on the same x: one
+// quantization and one parallel pass over all their rows (q/k/v, gate/up), so a
+// decode step pays one thread hand-off instead of one per matrix. Each output is
+// bit-identical to matmul_f32's.
+int64_t matmul_f32_group(const TernaryMatmul* mats, int n, int64_t K, const float* x,
+                         int64_t T, int threads, Layout layout);
+
 }  // namespace ternlab

@@ -22,13 +22,20 @@ struct NonFinite {
     int64_t token;
 };
 
-// y = x @ W^T for T rows; throws NonFinite naming the weight's input.
-void matmul(const ModelState& m, const Linear& w, const float* x, int64_t T, float* y) {
-    int64_t bad = linear_forward(w, x, T, y, m.threads);  // checks ternary inputs
+// ys[i] = x @ Ws[i]^T for T rows, the weights sharing the input x (one thread
+// hand-off for q/k/v, gate/up); throws NonFinite naming the first weight's input.
+template <int N>
+void matmul(const ModelState& m, const Linear* const (&ws)[N], const float* x, int64_t T,
+            float* const (&ys)[N]) {
+    int64_t bad = linear_forward_group(ws, N, x, T, ys, m.threads);  // checks ternary inputs
     // Float weights multiply whatever they get: check their input here.
-    for (int64_t t = 0; t < T && bad < 0 && !w.ternary; ++t)
-        if (!all_finite(x + t * w.n_in, w.n_in)) bad = t;
-    if (bad >= 0) throw NonFinite{"the input of " + w.name, bad};
+    for (int64_t t = 0; t < T && bad < 0 && !ws[0]->ternary; ++t)
+        if (!all_finite(x + t * ws[0]->n_in, ws[0]->n_in)) bad = t;
+    if (bad >= 0) throw NonFinite{"the input of " + ws[0]->name, bad};
+}
+
+void matmul(const ModelState& m, const Linear& w, const float* x, int64_t T, float* y) {
+    matmul<1>(m, {&w}, x, T, {y});
 }
 
 void add(float* x, const float* y, int64_t n) {
@@ -57,9 +64,7 @@ void attention_block(ModelState& m, int64_t l, int64_t pos0, int64_t T) {
     const int64_t nq = c.n_head * c.head_dim;
     rms_norm(m.x.data(), L.attn_norm.data(), T, c.n_embd, static_cast<float>(c.rms_eps),
              m.h.data());
-    matmul(m, L.q, m.h.data(), T, m.q.data());
-    matmul(m, L.k, m.h.data(), T, m.k.data());
-    matmul(m, L.v, m.h.data(), T, m.v.data());
+    matmul<3>(m, {&L.q, &L.k, &L.v}, m.h.data(), T, {m.q.data(), m.k.data(), m.v.data()});
     for (int64_t t = 0; t < T; ++t) {
         rope(m.q.data() + t * nq, c.n_head, c.head_dim, m.rope, pos0 + t, c.neox_rope);
         rope(m.k.data() + t * m.kv_dim(), c.n_head_kv, c.head_dim, m.rope, pos0 + t,
@@ -89,8 +94,7 @@ void ffn_block(ModelState& m, int64_t l, int64_t T) {
     const Layer& L = m.layers[l];
     const float eps = static_cast<float>(c.rms_eps);
     rms_norm(m.x.data(), L.ffn_norm.data(), T, c.n_embd, eps, m.h.data());
-    matmul(m, L.gate, m.h.data(), T, m.g.data());
-    matmul(m, L.up, m.h.data(), T, m.u.data());
+    matmul<2>(m, {&L.gate, &L.up}, m.h.data(), T, {m.g.data(), m.u.data()});
     if (c.relu2)
         relu2_mul(m.g.data(), m.u.data(), T * c.n_ff);
     else

@@ -309,6 +309,25 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
     return -1;
 }
 
+int64_t linear_forward_group(const Linear* const* ws, int n, const float* x, int64_t T,
+                             float* const* ys, int threads) {
+    bool shared = T > 0;
+    for (int i = 0; i < n; ++i)
+        shared = shared && ws[i]->ternary && ws[i]->n_in == ws[0]->n_in &&
+                 ws[i]->layout == ws[0]->layout;
+    if (!shared) {
+        for (int i = 0; i < n; ++i) {
+            const int64_t bad = linear_forward(*ws[i], x, T, ys[i], threads);
+            if (bad >= 0) return bad;
+        }
+        return -1;
+    }
+    std::vector<TernaryMatmul> mats;
+    for (int i = 0; i < n; ++i)
+        mats.push_back({ws[i]->packed.data(), ws[i]->n_out, ws[i]->scale, ys[i]});
+    return matmul_f32_group(mats.data(), n, ws[0]->n_in, x, T, threads, ws[0]->layout);
+}
+
 void dequantize_row(const GgufTensor& t, int64_t row, float* out) {
     if (!is_float_type(t.type))
         throw GgufError("tensor '" + t.name + "' has type " + type_name(t.type) +

@@ -51,6 +51,12 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout = kBits
 // ternlab.bitlinear). Returns -1, or the first row of x with a non-finite value.
 int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int threads);
 
+// linear_forward of n weights on the same x into ys[i]: ternary weights with the
+// same n_in and layout share one activation quantization and one parallel pass
+// (engine.h matmul_f32_group); others run one by one. Same results either way.
+int64_t linear_forward_group(const Linear* const* ws, int n, const float* x, int64_t T,
+                             float* const* ys, int threads);
+
 // Row `row` of a float tensor (F32, F16, Q8_0, Q6_K) as float32 (the token embedding).
 void dequantize_row(const GgufTensor& t, int64_t row, float* out);
 
