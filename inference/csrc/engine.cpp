@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dispatch.h"
@@ -94,6 +96,9 @@ int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const fl
 
 int64_t matmul_f32_group(const TernaryMatmul* mats, int n, int64_t K, const float* x,
                          int64_t T, int threads, Layout layout) {
+    if (n < 1 || n > kMaxGroup)
+        throw std::invalid_argument("matmul_f32_group takes 1 to " + std::to_string(kMaxGroup) +
+                                    " matrices, got " + std::to_string(n));
     if (T == 0) return -1;
     const KernelTable& kt = kernels();
     const int64_t Kp = padded_k(K, layout);
@@ -106,7 +111,7 @@ int64_t matmul_f32_group(const TernaryMatmul* mats, int n, int64_t K, const floa
     if (bad >= 0) return bad;
     // Per matrix: its accumulators, its 16-row chunks and, per token, one float32
     // division scale / s_x (then one multiply per output, as the spec).
-    std::vector<int64_t> acc_at(n), chunks(n);
+    int64_t acc_at[kMaxGroup], chunks[kMaxGroup];
     int64_t rows = 0, all_chunks = 0;
     for (int i = 0; i < n; ++i) {
         acc_at[i] = T * rows;

@@ -30,13 +30,14 @@ int64_t matmul_f32(const uint8_t* w, int64_t N, int64_t K, float scale, const fl
 
 // One ternary matrix of a group: packed weights [N, packed_row_bytes(K, layout)],
 // its scale, and its output y [T, N].
+constexpr int kMaxGroup = 4;
 struct TernaryMatmul {
     const uint8_t* w;
     int64_t N;
     float scale;
     float* y;
 };
-// matmul_f32 of several matrices (same K and layout) on the same x: one
+// matmul_f32 of 1..kMaxGroup matrices (same K and layout) on the same x: one
 // quantization and one parallel pass over all their rows (q/k/v, gate/up), so a
 // decode step pays one thread hand-off instead of one per matrix. Each output is
 // bit-identical to matmul_f32's.

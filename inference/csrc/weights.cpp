@@ -322,10 +322,10 @@ int64_t linear_forward_group(const Linear* const* ws, int n, const float* x, int
         }
         return -1;
     }
-    std::vector<TernaryMatmul> mats;
-    for (int i = 0; i < n; ++i)
-        mats.push_back({ws[i]->packed.data(), ws[i]->n_out, ws[i]->scale, ys[i]});
-    return matmul_f32_group(mats.data(), n, ws[0]->n_in, x, T, threads, ws[0]->layout);
+    TernaryMatmul mats[kMaxGroup];  // matmul_f32_group refuses more
+    for (int i = 0; i < n && i < kMaxGroup; ++i)
+        mats[i] = {ws[i]->packed.data(), ws[i]->n_out, ws[i]->scale, ys[i]};
+    return matmul_f32_group(mats, n, ws[0]->n_in, x, T, threads, ws[0]->layout);
 }
 
 void dequantize_row(const GgufTensor& t, int64_t row, float* out) {
