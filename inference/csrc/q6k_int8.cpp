@@ -18,14 +18,6 @@ uint16_t load_u16(const uint8_t* p) {
     return v;
 }
 
-// 64-byte aligned start inside a thread's buffer of at least n bytes.
-uint8_t* aligned_scratch(std::vector<uint8_t>& buf, int64_t n) {
-    const size_t need = static_cast<size_t>(n) + 64;
-    if (buf.size() < need) buf.resize(need);
-    const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-    return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t{63});
-}
-
 // One token: codes, s[] and the 16-value code sums; false if quant_row refused a block.
 bool quantize_token(const float* x, int64_t K, int8_t* codes, float* s, int16_t* xsum) {
     const QuantRowKernel quant_row = kernels().quant_row;
@@ -74,11 +66,6 @@ Q6KActs q6k_quantize_acts(const float* x, int64_t T, int64_t K) {
         finite[t] = quantize_token(x + t * K, K, codes.data() + t * K,
                                    s.data() + t * (K / kQ6KBlock), xsum.data() + t * (K / 16));
     return {codes.data(), s.data(), xsum.data(), finite.data()};
-}
-
-uint8_t* q6k_panel_scratch(int64_t n) {
-    thread_local std::vector<uint8_t> buf;
-    return aligned_scratch(buf, n);
 }
 
 void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {

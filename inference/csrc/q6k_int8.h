@@ -53,8 +53,10 @@ struct Q6KActs {
 // scratch, valid until the thread's next call.
 Q6KActs q6k_quantize_acts(const float* x, int64_t T, int64_t K);
 
-// Per-thread scratch of at least n bytes, 64-byte aligned (GEMM panels).
-uint8_t* q6k_panel_scratch(int64_t n);
+// The float kernels' per-thread scratch (float_scratch), as >= n bytes for a GEMM panel.
+inline uint8_t* panel_bytes(int64_t n) {
+    return reinterpret_cast<uint8_t*>(float_scratch((n + 3) / 4));
+}
 
 inline constexpr float kQ6KNaN = std::numeric_limits<float>::quiet_NaN();
 

@@ -193,7 +193,7 @@ void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 }
 
 void float_gemm_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    gemm(a, q6k_quantize_acts(a.x, a.T, a.K), o0, o1, q6k_panel_scratch(kRowBlock * 2 * a.K));
+    gemm(a, q6k_quantize_acts(a.x, a.T, a.K), o0, o1, panel_bytes(kRowBlock * 2 * a.K));
 }
 
 }  // namespace ternlab
