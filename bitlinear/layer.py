@@ -13,6 +13,14 @@ from ternlab.bitlinear.intmm import int8_matmul
 from ternlab.bitlinear.norm import RMSNorm
 from ternlab.bitlinear.quant import act_quant_unchecked, weight_quant
 from ternlab.bitlinear.ste import ste_act, ste_weight
+from ternlab.bitlinear.variants import (
+    QuantScheme,
+    hadamard,
+    integer_linear_scheme,
+    ste_act_bits,
+    ste_weight_scheme,
+    weight_quant_scheme,
+)
 
 
 class BitLinear(nn.Module):
@@ -40,6 +48,9 @@ class BitLinear(nn.Module):
             (fused kernels, :mod:`ternlab.bitlinear.triton_function`), ``"torch"``
             (the plain reference) or ``"auto"`` (triton on CUDA when it imports,
             torch elsewhere). Same results within rounding; see docs/triton.md.
+        scheme: a :class:`~ternlab.bitlinear.variants.QuantScheme` for ablations (weight
+            scale granularity, absmedian, 4-bit activations, Hadamard); ``None`` is the
+            default BitNet b1.58 scheme. Variants always run on the PyTorch reference.
     """
 
     def __init__(
@@ -51,6 +62,7 @@ class BitLinear(nn.Module):
         input_norm: bool = False,
         norm_eps: float = 1e-6,
         kernel: str = "auto",
+        scheme: QuantScheme | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -74,6 +86,8 @@ class BitLinear(nn.Module):
         self.quant_strength = 1.0
         self.frozen = False
         self.kernel = kernels.check_kernel(kernel)
+        self.scheme = scheme if scheme is not None else QuantScheme()
+        self.scheme.check_layer(in_features)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -100,6 +114,8 @@ class BitLinear(nn.Module):
     def _training_forward(self, x: torch.Tensor) -> torch.Tensor:
         lam = float(self.quant_strength)
         w = self.weight
+        if not self.scheme.is_default:
+            return self._variant_forward(x, w, lam)
         if lam <= 0.0:
             return F.linear(x, w)
         # Looked up through the module so a reloaded dispatcher (tests) takes effect.
@@ -111,7 +127,23 @@ class BitLinear(nn.Module):
             return quantized
         return (1.0 - lam) * F.linear(x, w) + lam * quantized
 
+    def _variant_forward(self, x: torch.Tensor, w: torch.Tensor, lam: float) -> torch.Tensor:
+        # The Hadamard transform is part of the layer (W is learned in the rotated basis),
+        # so the full-precision branch of the λ blend sees it too.
+        if self.scheme.hadamard:
+            x = hadamard(x)
+        if lam <= 0.0:
+            return F.linear(x, w)
+        quantized = F.linear(
+            ste_act_bits(x, self.scheme.act_bits), ste_weight_scheme(w, self.scheme)
+        )
+        if lam >= 1.0:
+            return quantized
+        return (1.0 - lam) * F.linear(x, w) + lam * quantized
+
     def _frozen_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.scheme.is_default:
+            return integer_linear_scheme(x, self.weight_codes, self.weight_scale, self.scheme)
         acc, s_x = self.integer_forward(x)
         # One rescale per token: weight scale over activation multiplier, in float32.
         return (acc.to(torch.float32) * (self.weight_scale / s_x)).to(x.dtype)
@@ -127,6 +159,11 @@ class BitLinear(nn.Module):
             raise RuntimeError(
                 "BitLinear.integer_forward needs a frozen layer; call .freeze() first"
             )
+        if not self.scheme.is_default:
+            raise RuntimeError(
+                f"BitLinear.integer_forward is the default scheme's single rescale; this layer "
+                f"uses {self.scheme.differences()} (see variants.integer_linear_scheme)"
+            )
         q = act_quant_unchecked(x)
         return int8_matmul(q.codes, self.weight_codes, b_max_abs=1), q.inv_scale
 
@@ -136,7 +173,8 @@ class BitLinear(nn.Module):
         """Quantize the latent weight once and keep only the int8 codes and the scale."""
         if self.frozen:
             return self
-        q = weight_quant(self.weight.detach())
+        w = self.weight.detach()
+        q = weight_quant(w) if self.scheme.is_default else weight_quant_scheme(w, self.scheme)
         del self.weight
         self.register_buffer("weight_codes", q.codes)
         self.register_buffer("weight_scale", q.scale)
@@ -148,7 +186,10 @@ class BitLinear(nn.Module):
         """Back to training mode with latent weight ``codes * scale`` in ``dtype``."""
         if not self.frozen:
             return self
-        w = (self.weight_codes.to(torch.float32) * self.weight_scale).to(dtype)
+        scale = self.weight_scale
+        if self.scheme.weight_scale == "group":
+            scale = scale.repeat_interleave(self.scheme.group_size, dim=1)
+        w = (self.weight_codes.to(torch.float32) * scale).to(dtype)
         del self.weight_codes, self.weight_scale
         self.weight = nn.Parameter(w)
         self.frozen = False
@@ -160,4 +201,5 @@ class BitLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, input_norm={self.norm is not None}, "
             f"kernel={self.kernel}, {mode}"
+            + (f", scheme={self.scheme.differences()}" if not self.scheme.is_default else "")
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Iterator, Sequence
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from ternlab.bitlinear.layer import BitLinear
+from ternlab.bitlinear.variants import QuantScheme
 
 #: Names of output heads left in full precision by default (transformers,
 #: GPT-NeoX, GGUF-style naming). The embeddings are ``nn.Embedding`` and are
@@ -28,7 +30,9 @@ def _output_head(model: nn.Module) -> nn.Module | None:
         return None
 
 
-def _to_bitlinear(linear: nn.Linear, input_norm: bool, norm_eps: float) -> BitLinear:
+def _to_bitlinear(
+    linear: nn.Linear, input_norm: bool, norm_eps: float, scheme: QuantScheme | None = None
+) -> BitLinear:
     w = linear.weight
     new = BitLinear(
         linear.in_features,
@@ -36,6 +40,7 @@ def _to_bitlinear(linear: nn.Linear, input_norm: bool, norm_eps: float) -> BitLi
         bias=linear.bias is not None,
         input_norm=input_norm,
         norm_eps=norm_eps,
+        scheme=scheme,
         device=w.device,
         dtype=w.dtype,
     )
@@ -55,6 +60,8 @@ def replace_linear(
     *,
     input_norm: bool = False,
     norm_eps: float = 1e-6,
+    scheme: QuantScheme | None = None,
+    hadamard: Sequence[str] = (),
 ) -> list[str]:
     """Replace ``nn.Linear`` modules of ``model`` in place by ``BitLinear`` with the same weights.
 
@@ -67,6 +74,9 @@ def replace_linear(
             LM head stays full precision. Pass ``[]`` to quantize the head too.
         input_norm: give each new layer an input RMSNorm (for models without SubLN).
         norm_eps: epsilon of that norm.
+        scheme: the quantization scheme of the new layers (``None``: BitNet b1.58's).
+        hadamard: glob patterns of layers that also get the online Hadamard transform
+            before their activation quantizer (``scheme.hadamard`` set for them only).
 
     Returns the qualified names of the replaced modules, in model order.
     Raises ``ValueError`` if ``include`` was given and matched no ``nn.Linear``.
@@ -84,7 +94,11 @@ def replace_linear(
     if include is not None and not targets:
         raise ValueError(f"replace_linear: `include` patterns {list(include)} matched no nn.Linear")
     for name in targets:
-        model.set_submodule(name, _to_bitlinear(model.get_submodule(name), input_norm, norm_eps))
+        layer_scheme = scheme
+        if hadamard and _matches(name, hadamard):
+            layer_scheme = dataclasses.replace(scheme or QuantScheme(), hadamard=True)
+        new = _to_bitlinear(model.get_submodule(name), input_norm, norm_eps, layer_scheme)
+        model.set_submodule(name, new)
     return targets
 
 

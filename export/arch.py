@@ -40,6 +40,7 @@ def plan_export(ckpt: Checkpoint, qtype: str, embed_type: str = "f16") -> Plan:
             f"{where}: model_type={ckpt.config.get('model_type')!r} is not supported; ternlab "
             "exports BitNet models (model_type 'bitnet') trained by ternlab"
         )
+    _refuse_quant_variant(ckpt, where)
     if qtype in TERNARY_TYPES and not ckpt.ternary:
         raise ExportError(
             f"{where}: a full-precision (quant=none) checkpoint has no ternary weights; "
@@ -62,6 +63,31 @@ def plan_export(ckpt: Checkpoint, qtype: str, embed_type: str = "f16") -> Plan:
         )
     _check_shape(ckpt, where, arch)
     return Plan(arch, qtype, embed_type)
+
+
+#: BitNet b1.58's value of each ablation key a checkpoint may record (train/quant_scheme.py).
+_QUANT_DEFAULTS = {
+    "quant.weight_scale": "tensor",
+    "quant.weight_estimator": "absmean",
+    "quant.act_bits": 8,
+    "quant.hadamard_modules": [],
+}
+
+
+def _refuse_quant_variant(ckpt: Checkpoint, where: str) -> None:
+    # Every runtime computes per-tensor absmean weights and 8-bit per-token activations;
+    # a variant exported anyway would run with other numbers than it was trained with.
+    variant = ckpt.config.get("ternlab_quant") or {}
+    if not variant:
+        return
+    keys = ", ".join(f"{k}={v!r}" for k, v in variant.items())
+    fix = ", ".join(f"{k}={_QUANT_DEFAULTS[k]!r}" for k in variant if k in _QUANT_DEFAULTS)
+    raise ExportError(
+        f"{where}: trained with the quantization variant {keys} (config.json ternlab_quant); "
+        "no GGUF runtime (ternlab's engine, llama.cpp, bitnet.cpp) computes it. Train with "
+        f"the default scheme ({fix}, i.e. quant=ternary) to export, or evaluate this "
+        "checkpoint in PyTorch"
+    )
 
 
 def _check_shape(ckpt: Checkpoint, where: str, arch: str) -> None:

@@ -19,6 +19,9 @@ SCHEMA_NAME = "ternlab_train_schema"
 
 HIDDEN_ACTS = ("relu2", "silu")
 QUANT_METHODS = ("ternary", "none")
+WEIGHT_SCALES = ("tensor", "channel", "group")
+WEIGHT_ESTIMATORS = ("absmean", "absmedian")
+ACT_BITS = (8, 4)
 DATA_SOURCES = ("arith", "file", "hub")
 FILE_FORMATS = ("text", "json", "parquet")
 SCHEDULES = ("two_stage", "cosine", "constant")
@@ -54,6 +57,26 @@ class QuantConfig:
     warmup_steps: int = 0  # λ warmup 0 → 1 (fine-tuning from full precision); 0 = λ=1 from step 0
     start: float = 0.0  # λ at step 0 of the warmup
     exclude: list[str] | None = None  # None: keep the LM head full precision
+    # Ablation knobs (docs/quantization.md, "Variants"); the defaults are BitNet b1.58.
+    weight_scale: str = "tensor"  # tensor | channel (one per output row) | group
+    weight_group_size: int = 128  # weight_scale=group: input columns sharing one scale
+    weight_estimator: str = "absmean"  # absmean | absmedian
+    act_bits: int = 8  # 8 | 4 (per-token absmax)
+    hadamard_modules: list[str] = field(default_factory=list)  # globs: online Hadamard first
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation from a full-precision teacher; file: ``conf/distill/*.yaml``."""
+
+    teacher: str | None = None  # None: no distillation; a run folder, checkpoint or Hub id
+    temperature: float = 1.0
+    ce_weight: float = 1.0  # the usual next-token cross-entropy
+    kl_weight: float = 1.0  # T² · KL(teacher ‖ student) of the softened logits
+    hidden_weight: float = 0.0  # MSE of the hidden states of `layers`
+    attn_weight: float = 0.0  # BitDistill/MiniLM Q·Q, K·K, V·V relation KL at `layers`
+    layers: list[int] = field(default_factory=lambda: [-1])  # decoder layers (negative: from end)
+    relation_heads: int | None = None  # attention relation heads; None: the student's heads
 
 
 @dataclass
@@ -125,6 +148,7 @@ class TrainerConfig:
     progress: bool = True
     plot: bool = True
     debug_nan_at_step: int | None = None  # debug only: make the loss NaN at this step
+    exact_match_examples: int = 0  # data=arith: greedy exact match on held-out problems at the end
 
 
 @dataclass
@@ -149,6 +173,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 class ConfigError(ValueError):
@@ -183,6 +208,8 @@ def validate(cfg: TrainConfig) -> None:
     _choice("optim.schedule", o.schedule, SCHEDULES, "optim")
     _choice("trainer.mixed_precision", t.mixed_precision, PRECISIONS, "trainer")
     _choice("tracking.mode", cfg.tracking.mode, WANDB_MODES, "tracking")
+    _validate_quant(cfg.quant, m)
+    _validate_distill(cfg.distill)
     if d.format is not None:
         _choice("data.format", d.format, FILE_FORMATS, "data")
     for key, val, grp in [
@@ -216,6 +243,40 @@ def validate(cfg: TrainConfig) -> None:
             f"`data.seq_len` ({d.seq_len}) exceeds `model.max_position_embeddings` "
             f"({m.max_position_embeddings}); lower data.seq_len or raise the model's limit"
         )
+
+
+def _validate_quant(q: QuantConfig, m: ModelConfig) -> None:
+    _choice("quant.weight_scale", q.weight_scale, WEIGHT_SCALES, "quant")
+    _choice("quant.weight_estimator", q.weight_estimator, WEIGHT_ESTIMATORS, "quant")
+    if q.act_bits not in ACT_BITS:
+        raise ConfigError(
+            f"`quant.act_bits` = {q.act_bits!r} is not one of {list(ACT_BITS)} (conf/quant/*.yaml)"
+        )
+    _positive("quant.weight_group_size", q.weight_group_size, "quant")
+    if q.weight_scale == "group":
+        for key, n in (("hidden_size", m.hidden_size), ("intermediate_size", m.intermediate_size)):
+            if n % q.weight_group_size:
+                raise ConfigError(
+                    f"`quant.weight_group_size` ({q.weight_group_size}) must divide "
+                    f"`model.{key}` ({n}); choose a divisor (conf/quant/*.yaml)"
+                )
+    if q.hadamard_modules:
+        for key, n in (("hidden_size", m.hidden_size), ("intermediate_size", m.intermediate_size)):
+            if n & (n - 1):
+                raise ConfigError(
+                    f"`quant.hadamard_modules` needs power-of-two input sizes, but "
+                    f"`model.{key}` = {n}; clear quant.hadamard_modules or change the model"
+                )
+
+
+def _validate_distill(d: DistillConfig) -> None:
+    if d.teacher is None:
+        return
+    _positive("distill.temperature", d.temperature, "distill")
+    for key in ("ce_weight", "kl_weight", "hidden_weight", "attn_weight"):
+        _positive(f"distill.{key}", getattr(d, key), "distill", allow_zero=True)
+    if (d.hidden_weight > 0 or d.attn_weight > 0) and not d.layers:
+        raise ConfigError("`distill.layers` is empty but a hidden/attention weight is set")
 
 
 def to_dataclass(cfg: DictConfig | TrainConfig) -> TrainConfig:

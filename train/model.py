@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, BitNetConfig, BitNetForCausalLM, 
 
 from ternlab.bitlinear import replace_linear
 from ternlab.train.config import ModelConfig, QuantConfig
+from ternlab.train.quant_scheme import quant_scheme, variant_key_values
 
 #: What transformers needs in ``config.json`` to apply the same fake quantization on load:
 #: ``AutoBitLinear(online_quant=True)`` quantizes the stored latent weights per tensor (absmean,
@@ -93,7 +94,14 @@ def build_model(cfg: ModelConfig, quant: QuantConfig, tokenizer) -> PreTrainedMo
         model = BitNetForCausalLM(conf)
     model.float()
     if quant.method == "ternary":
-        replace_linear(model, exclude=quant.exclude)
+        replace_linear(
+            model,
+            exclude=quant.exclude,
+            scheme=quant_scheme(quant),
+            hadamard=quant.hadamard_modules,
+        )
+        if variant_key_values(quant):  # what export reads to refuse what no runtime computes
+            model.config.ternlab_quant = variant_key_values(quant)
         # Tell transformers exactly which Linear layers stay full precision (the LM head).
         keep = [n for n, m in model.named_modules() if type(m) is nn.Linear]
         model.config.quantization_config = {
