@@ -29,8 +29,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.format == "hf-packed":
         from ternlab.export.hf_packed import export_hf_packed
 
-        path = export_hf_packed(args.checkpoint, args.output, progress=progress)
-        print(f"wrote {path} (hf-packed)")
+        path = export_hf_packed(
+            args.checkpoint, args.output, progress=progress, linear_class=args.linear_class
+        )
+        print(f"wrote {path} (hf-packed, linear_class {args.linear_class})")
         return 0
     if args.type is None:
         raise ExportError("--format gguf needs --type (one of " + ", ".join(TYPES) + ")")
@@ -61,7 +63,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
         imported = import_gguf(src, args.output, progress=progress)
     for note in imported.scale_changes:
-        print(f"note: fp16 block scale not reachable exactly, nearest float32 used: {note}")
+        print(f"note: scale not reachable exactly as a float32 mean, nearest used: {note}")
     print(f"wrote {args.output} (trainable ternlab checkpoint)")
     return 0
 
@@ -97,6 +99,13 @@ def add_export_commands(sub: argparse._SubParsersAction) -> None:
         default="f16",
         help="type of token_embd/output (default f16; q8_0 and q6_k shrink the head that "
         "decode reads for every token)",
+    )
+    p.add_argument(
+        "--linear-class",
+        choices=("autobitlinear", "bitlinear"),
+        default="autobitlinear",
+        help="hf-packed: transformers layer class; autobitlinear (as microsoft/bitnet-b1.58-2B-4T, "
+        "weight_scale multiplies) or bitlinear (weight_scale divides)",
     )
     p.add_argument(
         "--verify",

@@ -24,19 +24,24 @@ def ckpt(tmp_path_factory) -> Path:
     return quick_checkpoint(tmp_path_factory.mktemp("hf"))
 
 
-def test_transformers_loads_packed(ckpt, tmp_path):
+@pytest.mark.parametrize("linear_class", ["autobitlinear", "bitlinear"])
+def test_transformers_loads_packed(ckpt, tmp_path, linear_class):
     from transformers import AutoModelForCausalLM
-    from transformers.integrations.bitnet import BitLinear as HFBitLinear
+    from transformers.integrations.bitnet import AutoBitLinear, BitLinear
 
-    out = export_hf_packed(ckpt, tmp_path / "packed")
+    out = export_hf_packed(ckpt, tmp_path / "packed", linear_class=linear_class)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["quantization_config"]["quantization_mode"] == "offline"
+    assert cfg["quantization_config"]["linear_class"] == linear_class
     state = load_file(out / "model.safetensors")
     assert state["model.layers.0.mlp.down_proj.weight"].dtype == torch.uint8
-    hf = AutoModelForCausalLM.from_pretrained(out)
-    assert isinstance(hf.model.layers[0].mlp.down_proj, HFBitLinear)
+    with torch._dynamo.config.patch(disable=True):  # unpack_weights is torch.compile'd
+        hf = AutoModelForCausalLM.from_pretrained(out)
+    layer = hf.model.layers[0].mlp.down_proj
+    assert type(layer) is {"autobitlinear": AutoBitLinear, "bitlinear": BitLinear}[linear_class]
+    assert type(hf.lm_head) is torch.nn.Linear
     ids = torch.tensor([[3, 17, 42, 99, 5, 7]])
-    with torch.no_grad():
+    with torch.no_grad(), torch._dynamo.config.patch(disable=True):
         ours, theirs = load_torch_model(ckpt)(ids).logits, hf(ids).logits
     torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-4)  # sum order only
 

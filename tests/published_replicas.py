@@ -1,0 +1,135 @@
+"""Tiny replicas of published ternary models, built at test time with the publishers' own code.
+
+* :func:`llama3_tokenizer` — a small byte-level BPE with Llama 3's pre-tokenizer (its split
+  regex, ByteLevel without its own regex, ``ignore_merges``) and Llama 3's special tokens,
+  trained with the ``tokenizers`` library.
+* :func:`bitnet_2b4t_packed` — microsoft/bitnet-b1.58-2B-4T's folder layout: its
+  ``config.json`` keys (tiny shapes), bfloat16 tensors, ternary projections packed with
+  transformers' own ``pack_weights`` and ``weight_scale`` as ``AutoBitLinear`` applies it
+  (multiplied). Codes come from the absmean quantizer of the 2B4T training code
+  (transformers' ``WeightQuant``; bitnet.cpp's ``preprocess-huggingface-bitnet.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                   "<|reserved_special_token_1|>", "<|start_header_id|>", "<|end_header_id|>",
+                   "<|reserved_special_token_2|>", "<|eot_id|>"]  # fmt: skip
+#: Mixed text the tokenizer tests encode: code, digits, non-Latin scripts, emoji, spacing.
+MIXED_TEXT = (
+    "def f(x):\n    return x**2 + 12345  # square\n\n"
+    "Price: $1,234.56 on 2024-05-17; 3.14159 ≈ π.\n"
+    "Привет, мир! 你好，世界。 こんにちは 😀 naïve café\t  tabs   and  spaces\n"
+    "I'm sure they'll say it's 'DONE' we've"
+)
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "def add(a, b):\n    return a + b\n\nfor i in range(10):\n    print(i * 123)\n",
+    "Question: 12 + 30 = ? Answer: 42. The year 2024 had 366 days.",
+    "Привет мир, как дела? Всё хорошо. 你好世界，今天天气很好。 日本語のテキスト。",
+    "I'm here, you're there, it's fine, we've seen they'll go, he'd say.",
+]
+
+
+def llama3_tokenizer(out: Path, vocab_size: int = 600):
+    """Train a tiny Llama-3-style BPE and save it (``tokenizer.json`` + config) in ``out``."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.add_special_tokens(LLAMA3_SPECIALS)  # after the BPE ids, as Llama 3 (128000+)
+    bos = LLAMA3_SPECIALS[0]
+    tok.post_processor = processors.TemplateProcessing(  # Llama 3 adds BOS this way
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(out)
+    return fast
+
+
+def bitnet_2b4t_config(vocab_size: int, bos: int, eos: int) -> dict:
+    """microsoft/bitnet-b1.58-2B-4T's ``config.json``, shapes shrunk (I2_S needs rows of 128)."""
+    return {
+        "architectures": ["BitNetForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "hidden_act": "relu2",
+        "hidden_size": 128,
+        "initializer_range": 0.02,
+        "intermediate_size": 256,
+        "max_position_embeddings": 4096,
+        "model_type": "bitnet",
+        "num_attention_heads": 2,
+        "num_hidden_layers": 2,
+        "num_key_value_heads": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+        "vocab_size": vocab_size,
+        "quantization_config": {
+            "quant_method": "bitnet",
+            "linear_class": "autobitlinear",
+            "quantization_mode": "offline",
+        },
+    }
+
+
+def bitnet_2b4t_packed(out: Path, seed: int = 0) -> Path:
+    """A packed 2B4T-layout folder with random weights (and the Llama-3-style tokenizer)."""
+    from transformers import BitNetConfig, BitNetForCausalLM
+    from transformers.integrations.bitnet import pack_weights
+
+    tok = llama3_tokenizer(out)
+    config = bitnet_2b4t_config(len(tok), tok.bos_token_id, tok.eos_token_id)
+    plain = {k: v for k, v in config.items() if k != "quantization_config"}
+    torch.manual_seed(seed)
+    model = BitNetForCausalLM(BitNetConfig(**plain)).float()
+    state = {}
+    for name, w in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue  # tied: 2B4T stores only the embedding
+        if name.endswith("_proj.weight"):
+            w = w.float() * torch.empty(w.shape[0], 1).uniform_(0.5, 2.0)  # row spread
+            scale = w.abs().mean().clamp(min=1e-5)
+            codes = (w / scale).round().clamp(-1, 1)
+            state[name] = pack_weights(codes.clone())
+            state[name + "_scale"] = scale.reshape(1).to(torch.bfloat16)
+        elif name.endswith("embed_tokens.weight"):
+            state[name] = (0.2 * torch.randn_like(w)).to(torch.bfloat16)
+        elif name.endswith("norm.weight"):
+            state[name] = (1.0 + 0.1 * torch.randn_like(w)).to(torch.bfloat16)
+        else:
+            state[name] = w.to(torch.bfloat16)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
