@@ -141,7 +141,10 @@ class TernlabLM(TemplateLM):
             # As HFLM: keep the last max_length tokens of context+continuation as input.
             inp = (context_enc + continuation_enc)[-(self.max_length + 1) :][:-1]
             cont = continuation_enc[-self.max_length :]
-            res = score_continuation(self.engine.logits(inp), cont)
+            # Only the rows scoring `cont` are needed: choices sharing a context reuse its
+            # cached keys and values (the engine keeps the common prefix).
+            logits = self.engine.logits(inp, first=max(len(inp) - len(cont), 0))
+            res = score_continuation(logits, cont)
             out.append(res)
             if key is not None:
                 self.cache_hook.add_partial("loglikelihood", key, res)

@@ -11,8 +11,11 @@ Example::
 
 The model itself (``ternlab.inference._kernels.Model``) keeps a KV cache; the engine
 remembers which tokens are in it, so a prompt that extends the previous one (the next
-turn of a chat) only evaluates the new tokens. An ``Engine`` is not thread-safe: share
-one between threads behind a lock (the HTTP server does).
+turn of a chat), or :meth:`Engine.logits` of token lists sharing a prefix (the choices
+of a multiple-choice question), only evaluates the new tokens. ``Engine(slots=N)`` gives
+the cache N slots that :meth:`Engine.eval_batch` runs together (the HTTP server's
+scheduler does); the single-sequence methods use slot 0. An ``Engine`` is not
+thread-safe: one thread drives it (the server's scheduler does).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ternlab.inference.chat import render_chat, stops_for
+from ternlab.inference.decoding import Decoder, StopBuffer
 from ternlab.inference.sampling import Sampler, SamplingParams
 from ternlab.inference.tokenizer import TextTokenizer, tokenizer_from_metadata
 
@@ -88,46 +92,6 @@ class PerplexityResult:
     seconds: float
 
 
-class StopBuffer:
-    """Holds back generated text that may be the start of a stop string.
-
-    :meth:`push` returns the text that is safe to show and whether a stop string was
-    found; the stop string itself and anything after it are never returned.
-    """
-
-    def __init__(self, stops: Iterable[str]) -> None:
-        self.stops = tuple(s for s in stops if s)
-        self.pending = ""
-
-    def push(self, text: str) -> tuple[str, bool]:
-        self.pending += text
-        if not self.stops:
-            out, self.pending = self.pending, ""
-            return out, False
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            out, self.pending = self.pending[: min(hits)], ""
-            return out, True
-        keep = self._held()
-        out = self.pending[: len(self.pending) - keep]
-        self.pending = self.pending[len(self.pending) - keep :]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
-
-    def _held(self) -> int:
-        """Length of the longest suffix of ``pending`` that starts some stop string."""
-        best = 0
-        for s in self.stops:
-            for n in range(min(len(s) - 1, len(self.pending)), best, -1):
-                if self.pending.endswith(s[:n]):
-                    best = n
-                    break
-        return best
-
-
 class Engine:
     """A GGUF model ready to run on the CPU.
 
@@ -135,8 +99,10 @@ class Engine:
     (``{arch}.context_length``). ``layout`` is how ternary weights are held in memory:
     ``"bits2"`` (2 bits a weight), ``"base3"`` (1.6 bits, five to a byte: 20% fewer
     bytes a token) or ``"auto"``, the one this CPU's kernels multiply fastest. The
-    logits are identical in every layout. Raises ``FileNotFoundError`` for a missing
-    file and ``ternlab.inference._kernels.GGUFError`` (a ``ValueError``) for a bad one.
+    logits are identical in every layout. ``slots``: KV-cache slots (sequences that
+    :meth:`eval_batch` runs together), each of ``n_ctx`` positions. Raises
+    ``FileNotFoundError`` for a missing file and ``ternlab.inference._kernels.GGUFError``
+    (a ``ValueError``) for a bad one.
     """
 
     def __init__(
@@ -145,6 +111,7 @@ class Engine:
         threads: int | None = None,
         n_ctx: int | None = None,
         layout: str = "auto",
+        slots: int = 1,
     ) -> None:
         from ternlab.inference import _kernels  # the C++ extension; torch-free
 
@@ -155,15 +122,28 @@ class Engine:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if n_ctx is not None and n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1 (or None for the training context), got {n_ctx}")
+        if not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"slots must be an integer >= 1, got {slots!r}")
         self.path = p
         if layout not in ("auto", "bits2", "base3"):
             raise ValueError(f"layout must be 'auto', 'bits2' or 'base3', got {layout!r}")
-        self._model = _kernels.Model(str(p), threads or default_threads(), n_ctx or 0, layout)
+        self._model = _kernels.Model(
+            str(p), threads or default_threads(), n_ctx or 0, layout, slots
+        )
         self._meta: dict = dict(self._model.metadata)
         self._config: dict = dict(self._model.config)
         self.tokenizer: TextTokenizer = tokenizer_from_metadata(self._meta, str(p))
-        self._cached: list[int] = []  # the tokens in the KV cache, in order
+        self._slots: list[list[int]] = [[] for _ in range(slots)]  # tokens cached, per slot
         self.last = GenerationStats()
+
+    @property
+    def _cached(self) -> list[int]:
+        """The tokens in slot 0, which the single-sequence methods use."""
+        return self._slots[0]
+
+    @_cached.setter
+    def _cached(self, ids: list[int]) -> None:
+        self._slots[0] = ids
 
     # ----------------------------------------------------------------- properties
     @property
@@ -217,6 +197,11 @@ class Engine:
         self._model.threads = int(n)
 
     @property
+    def slots(self) -> int:
+        """KV-cache slots (sequences :meth:`eval_batch` can run together)."""
+        return len(self._slots)
+
+    @property
     def n_cached(self) -> int:
         """Tokens currently held in the KV cache."""
         return len(self._cached)
@@ -251,16 +236,60 @@ class Engine:
         self._model.truncate(0)
         self._cached = []
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """Logits ``[T, n_vocab]`` of every position of ``tokens``, from an empty cache."""
+    def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
+        """Logits ``[T - first, n_vocab]`` of positions ``first..T-1`` of ``tokens``.
+
+        Row ``r`` predicts ``tokens[first + r + 1]``. Positions before ``first`` whose
+        tokens are already in the KV cache (the common prefix with the last call) are
+        not evaluated again: the choices of a question that share its context evaluate
+        it once with ``first`` at the context's last token. The logits are identical
+        to those of an evaluation from an empty cache. :attr:`last` ``.cached_tokens``
+        says how many were reused.
+        """
         ids = self._check_tokens(tokens)
         if len(ids) == 0:
             raise ValueError("logits() needs at least one token")
-        self.reset()
+        if not isinstance(first, int) or not 0 <= first < len(ids):
+            raise ValueError(f"first must be in [0, {len(ids)}), got {first!r}")
         t0 = time.perf_counter()
-        out = np.concatenate([self._eval(ids[i : i + N_BATCH], True) for i in _chunks(ids)])
-        self.last = GenerationStats(prompt_tokens=len(ids), prefill_s=time.perf_counter() - t0)
+        n = min(_common_prefix(self._cached, ids), first)
+        self._model.truncate(n)
+        self._cached = self._cached[:n]
+        rest = ids[n:]
+        out = np.concatenate([self._eval(rest[i : i + N_BATCH], True) for i in _chunks(rest)])
+        self.last = GenerationStats(
+            prompt_tokens=len(ids), cached_tokens=n, prefill_s=time.perf_counter() - t0
+        )
+        return out[first - n :]
+
+    # ------------------------------------------------------------ several slots
+    def eval_batch(
+        self, seqs: Sequence[int], tokens: Sequence[Sequence[int]], all_logits: Sequence[bool]
+    ) -> np.ndarray:
+        """Run ``tokens[i]`` in slot ``seqs[i]`` (distinct), all in one forward pass.
+
+        Returns logits rows in order: every row of ``tokens[i]`` where ``all_logits[i]``,
+        else its last row. A sequence's rows are identical to those of evaluating it
+        alone. On an error no slot changes.
+        """
+        lists = [[int(t) for t in ts] for ts in tokens]
+        out = self._model.eval_batch(list(seqs), lists, list(all_logits))
+        for s, ts in zip(seqs, lists, strict=True):
+            self._slots[s].extend(ts)
         return out
+
+    def slot_tokens(self, seq: int) -> list[int]:
+        """The tokens cached in slot ``seq``, in order (a copy)."""
+        return list(self._slots[seq])
+
+    def keep_prefix(self, seq: int, n: int, source: int | None = None) -> None:
+        """Slot ``seq`` := the first ``n`` cached positions of slot ``source`` (itself if None)."""
+        src = seq if source is None else source
+        if src == seq:
+            self._model.truncate(n, seq)
+        else:
+            self._model.copy_seq(src, seq, n)
+        self._slots[seq] = self._slots[src][:n]
 
     def generate(
         self,
@@ -303,38 +332,24 @@ class Engine:
         t0 = time.perf_counter()
         logits = self._prefill(ids)
         st.prefill_s = time.perf_counter() - t0
-        text = self.tokenizer.stream(ids)
-        end_ids = {i for i in (self.tokenizer.eos_id, self.tokenizer.eot_id) if i is not None}
+        dec = Decoder(self.tokenizer, ids, max_tokens, sampler, stops.stops)
         st.finish_reason = "length"
         t0 = time.perf_counter()  # decode time excludes the time spent by the consumer
-        while st.completion_tokens < max_tokens:
-            tok = sampler(logits)
-            if tok in end_ids:
-                st.finish_reason = "stop"
-                break
-            st.tokens.append(tok)
-            st.completion_tokens += 1
-            piece, hit = stops.push(text.push(tok))
-            if piece or hit:
+        while not dec.done:
+            piece = dec.push(logits, len(self._cached), self.n_ctx)
+            st.tokens, st.completion_tokens = dec.tokens, len(dec.tokens)
+            if piece:
                 st.decode_s += time.perf_counter() - t0
-                if hit:
-                    st.finish_reason = "stop"
-                if piece:
-                    yield piece
-                if hit:
-                    return
+                if dec.done:
+                    st.finish_reason = dec.finish
+                yield piece
                 t0 = time.perf_counter()
-            if st.completion_tokens >= max_tokens or len(self._cached) >= self.n_ctx:
+            if dec.done:
                 break
-            logits = self._eval([tok], False)
+            logits = self._eval(dec.tokens[-1:], False)
             st.decode_evals += 1
         st.decode_s += time.perf_counter() - t0
-        piece, hit = stops.push(text.flush())
-        if hit:
-            st.finish_reason = "stop"
-        tail = piece if hit else piece + stops.flush()
-        if tail:
-            yield tail
+        st.finish_reason = dec.finish
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
         """Evaluate ``ids`` reusing the cached common prefix; logits of the last token."""

@@ -402,3 +402,64 @@ def test_bad_generation_arguments(eng):
         eng.generate([eng.n_vocab])
     with pytest.raises(ValueError, match="window"):
         eng.perplexity("1+1=2", window=10**6)
+
+
+# ------------------------------------------------------- prefix reuse, slots
+def test_logits_of_choices_sharing_a_context_evaluate_it_once(eng, model):
+    ctx = eng.encode("12+30=42\n7+8=15\n3+3=", add_bos=True)
+    choices = [eng.encode(c, add_bos=False) for c in ("6", "7\n", "66\n1+")]
+    fresh = Engine(model[0], threads=1)
+    eng.logits(eng.encode("unrelated", add_bos=False))  # nothing of ctx is cached
+    for i, cont in enumerate(choices):
+        inp = ctx + cont[:-1]
+        got = eng.logits(inp, first=len(ctx) - 1)
+        # Rows from len(ctx) - 1 on predict the continuation: equal to a fresh full pass.
+        np.testing.assert_array_equal(got, fresh.logits(inp)[len(ctx) - 1 :])
+        assert fresh.last.cached_tokens == 0  # first=0: everything is evaluated
+        assert eng.last.cached_tokens == (0 if i == 0 else len(ctx) - 1)
+        assert eng.last.prefill_tokens == (len(inp) if i == 0 else len(cont))
+    with pytest.raises(ValueError, match="first must be"):
+        eng.logits(ctx, first=len(ctx))
+
+
+def test_a_sequence_in_a_batch_has_its_logits_alone(model):
+    alone = Engine(model[0], threads=2)
+    eng = Engine(model[0], threads=2, slots=3)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, eng.n_vocab, n).tolist() for n in (30, 9, 4)]
+    want = [alone.logits(s) for s in seqs]
+    # Prefill chunks of different lengths and single-token decodes, mixed in one pass.
+    out = eng.eval_batch([1, 0, 2], [seqs[0][:20], seqs[1][:5], seqs[2][:2]], [True, False, True])
+    np.testing.assert_array_equal(out[:20], want[0][:20])
+    np.testing.assert_array_equal(out[20], want[1][4])
+    np.testing.assert_array_equal(out[21:], want[2][:2])
+    pos = [20, 5, 2]
+    while any(p < len(s) for p, s in zip(pos, seqs, strict=True)):
+        live = [i for i in range(3) if pos[i] < len(seqs[i])]
+        slot = {0: 1, 1: 0, 2: 2}
+        out = eng.eval_batch([slot[i] for i in live], [seqs[i][pos[i] : pos[i] + 1] for i in live],
+                             [False] * len(live))  # fmt: skip
+        for row, i in zip(out, live, strict=True):
+            np.testing.assert_array_equal(row, want[i][pos[i]])
+            pos[i] += 1
+    assert [eng.slot_tokens(s) for s in (1, 0, 2)] == seqs
+    # A slot can start from another's prefix (a copy of its cache).
+    eng.keep_prefix(2, 12, source=1)
+    np.testing.assert_array_equal(eng.eval_batch([2], [seqs[0][12:]], [True]), want[0][12:])
+
+
+def test_bad_batches_leave_every_slot_as_it_was(model):
+    eng = Engine(model[0], threads=1, slots=2, n_ctx=16)
+    eng.eval_batch([0, 1], [[1, 2, 3], [4]], [False, False])
+    for seqs, toks, words in [
+        ([0, 0], [[1], [2]], "twice"),
+        ([0, 2], [[1], [2]], "outside"),
+        ([0, 1], [[1], [2] * 16], "context overflow"),
+        ([0, 1], [[1], [eng.n_vocab]], "vocabulary"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            eng.eval_batch(seqs, toks, [False, False])
+        assert eng.slot_tokens(0) == [1, 2, 3] and eng.slot_tokens(1) == [4]
+        assert [eng._model.seq_n_past(s) for s in (0, 1)] == [3, 1]
+    with pytest.raises(ValueError, match="slots must be"):
+        Engine(model[0], slots=0)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "attention_kernels.h"
 #include "dispatch.h"
@@ -69,16 +70,30 @@ int64_t attention_scratch_floats(int threads, int64_t n_ctx) {
     return static_cast<int64_t>(threads) * kGroup * n_ctx;
 }
 
-void attention(const AttentionArgs& a, int threads) {
-    const AttentionKernels& kern = attention_kernels(a.head_dim);
-    const int64_t items = a.T * a.n_head_kv;
+void attention(const AttentionArgs& a, int threads) { attention_batch(&a, 1, threads); }
+
+void attention_batch(const AttentionArgs* a, int64_t n, int threads) {
+    if (n < 1) return;
+    const AttentionKernels& kern = attention_kernels(a[0].head_dim);
+    const int64_t nkv = a[0].n_head_kv;
+    // end[i]: items of calls [0, i]; a call has T * n_head_kv items.
+    thread_local std::vector<int64_t> end;
+    end.resize(static_cast<size_t>(n));
+    int64_t items = 0;
+    for (int64_t i = 0; i < n; ++i) end[static_cast<size_t>(i)] = items += a[i].T * nkv;
+    if (items == 0) return;
+    const int64_t* ends = end.data();
     const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), items));
     // Striped items: in a prefill later tokens see more positions, so striping
     // balances the causal triangle across threads.
     parallel_for(tasks, [&](int w) {
-        float* s = a.scratch + static_cast<int64_t>(w) * kGroup * a.n_ctx;
-        for (int64_t i = w; i < items; i += tasks)
-            attend(a, kern, i / a.n_head_kv, i % a.n_head_kv, s);
+        float* s = a[0].scratch + static_cast<int64_t>(w) * kGroup * a[0].n_ctx;
+        int64_t c = 0;
+        for (int64_t i = w; i < items; i += tasks) {
+            while (i >= ends[c]) ++c;
+            const int64_t j = i - (c ? ends[c - 1] : 0);
+            attend(a[c], kern, j / nkv, j % nkv, s);
+        }
     });
 }
 

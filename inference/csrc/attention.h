@@ -26,6 +26,11 @@ struct AttentionArgs {
 // or on how the tokens are split into calls.
 void attention(const AttentionArgs& a, int threads);
 
+// attention() of n independent calls (each its own q, k, v, out, T, pos0; the
+// same heads, n_ctx and scratch) with one thread hand-off: the (token, KV head)
+// items of all of them are shared out together. Results equal n attention() calls.
+void attention_batch(const AttentionArgs* a, int64_t n, int threads);
+
 // Scratch floats attention() needs for `threads` threads.
 int64_t attention_scratch_floats(int threads, int64_t n_ctx);
 

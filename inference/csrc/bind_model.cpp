@@ -1,12 +1,15 @@
-// Python view of the transformer runner: `_kernels.Model(path, threads=1, n_ctx=0)`.
+// Python view of the transformer runner: `_kernels.Model(path, threads=1, n_ctx=0,
+// layout="auto", n_seq=1)`.
 // Loading and eval run with the GIL released; a mutex serialises calls on one
 // model from several Python threads (the KV cache is shared state).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "attention.h"
 #include "bind_gguf.h"
@@ -24,11 +27,11 @@ struct PyModel {
 };
 
 std::unique_ptr<PyModel> open_model(const py::object& path, int threads, int64_t n_ctx,
-                                    const std::string& layout) {
+                                    const std::string& layout, int64_t n_seq) {
     const std::string p = py::str(py::module_::import("os").attr("fspath")(path));
     auto out = std::make_unique<PyModel>();
     py::gil_scoped_release nogil;
-    out->model = std::make_unique<Model>(p, threads, n_ctx, layout);
+    out->model = std::make_unique<Model>(p, threads, n_ctx, layout, n_seq);
     return out;
 }
 
@@ -84,7 +87,7 @@ std::vector<int32_t> token_ids(const py::object& tokens, int64_t n_vocab) {
     return out;
 }
 
-py::array_t<float> eval(PyModel& self, const py::object& tokens, bool all_logits) {
+py::array_t<float> eval(PyModel& self, const py::object& tokens, bool all_logits, int64_t seq) {
     const int64_t n_vocab = self.model->config().n_vocab;
     const std::vector<int32_t> ids = token_ids(tokens, n_vocab);
     const auto T = static_cast<py::ssize_t>(ids.size());
@@ -94,7 +97,45 @@ py::array_t<float> eval(PyModel& self, const py::object& tokens, bool all_logits
     {
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(self.mu);
-        self.model->eval(ids.data(), T, all_logits, out);
+        self.model->eval(ids.data(), T, all_logits, out, seq);
+    }
+    return logits;
+}
+
+// eval_batch(seqs, tokens, all_logits): tokens[i] (1-D ints) for slot seqs[i].
+py::array_t<float> eval_batch(PyModel& self, const std::vector<int64_t>& seqs,
+                              const py::list& tokens, const py::object& all_logits) {
+    const int64_t n_vocab = self.model->config().n_vocab;
+    if (seqs.empty()) throw py::value_error("`seqs` is empty; pass at least one sequence slot");
+    if (static_cast<size_t>(py::len(tokens)) != seqs.size())
+        throw py::value_error("`tokens` must hold one token list per slot in `seqs` (" +
+                              std::to_string(seqs.size()) + "), got " +
+                              std::to_string(py::len(tokens)));
+    std::vector<uint8_t> all(seqs.size(), 0);
+    if (py::isinstance<py::bool_>(all_logits)) {
+        std::fill(all.begin(), all.end(), all_logits.cast<bool>() ? 1 : 0);
+    } else {
+        const auto flags = all_logits.cast<std::vector<bool>>();
+        if (flags.size() != seqs.size())
+            throw py::value_error("`all_logits` must be a bool or one bool per slot");
+        for (size_t i = 0; i < flags.size(); ++i) all[i] = flags[i] ? 1 : 0;
+    }
+    std::vector<int32_t> ids;
+    std::vector<int64_t> lens;
+    py::ssize_t rows = 0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        const std::vector<int32_t> one = token_ids(tokens[i], n_vocab);
+        ids.insert(ids.end(), one.begin(), one.end());
+        lens.push_back(static_cast<int64_t>(one.size()));
+        rows += all[i] ? static_cast<py::ssize_t>(one.size()) : 1;
+    }
+    py::array_t<float> logits({rows, static_cast<py::ssize_t>(n_vocab)});
+    float* out = logits.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(self.mu);
+        self.model->eval_batch(ids.data(), seqs.data(), lens.data(), all.data(),
+                               static_cast<int64_t>(seqs.size()), out);
     }
     return logits;
 }
@@ -116,7 +157,8 @@ void bind_model(py::module_& m) {
                         "GGUF file, with a KV cache of n_ctx positions (0: the training "
                         "context, at most 4096). Bad files raise GGUFError.")
         .def(py::init(&open_model), py::arg("path"), py::arg("threads") = 1,
-             py::arg("n_ctx") = 0, py::arg("layout") = "auto")
+             py::arg("n_ctx") = 0, py::arg("layout") = "auto", py::arg("n_seq") = 1)
+        .def_property_readonly("n_seq", [](const PyModel& s) { return s.model->n_seq(); })
         .def_property_readonly("layout", [](const PyModel& s) { return s.model->layout(); })
         .def_property_readonly("config",
                                [](const PyModel& s) { return config_dict(s.model->config()); })
@@ -124,17 +166,39 @@ void bind_model(py::module_& m) {
                                [](const PyModel& s) { return metadata_dict(s.model->file()); })
         .def_property_readonly("path", [](const PyModel& s) { return s.model->file().path(); })
         .def_property_readonly("n_ctx", [](const PyModel& s) { return s.model->n_ctx(); })
-        .def_property_readonly("n_past", [](const PyModel& s) { return s.model->n_past(); })
+        .def_property_readonly("n_past", [](const PyModel& s) { return s.model->n_past(0); })
+        .def(
+            "seq_n_past", [](PyModel& s, int64_t seq) {
+                int64_t n = 0;
+                locked(s, [&](Model& m) { n = m.n_past(seq); });
+                return n;
+            },
+            py::arg("seq"), "Positions cached in sequence slot `seq`.")
         .def_property(
             "threads", [](const PyModel& s) { return s.model->threads(); },
             [](PyModel& s, int threads) { locked(s, [&](Model& m) { m.set_threads(threads); }); })
         .def(
             "truncate",
-            [](PyModel& s, int64_t n) { locked(s, [&](Model& m) { m.truncate(n); }); },
-            py::arg("n"), "Forget cached positions >= n (0 clears the cache).")
-        .def("eval", &eval, py::arg("tokens"), py::arg("all_logits") = false,
-             "Run `tokens` (1-D ints) at positions n_past..; returns float32 logits "
+            [](PyModel& s, int64_t n, int64_t seq) {
+                locked(s, [&](Model& m) { m.truncate(n, seq); });
+            },
+            py::arg("n"), py::arg("seq") = 0,
+            "Forget cached positions >= n of slot `seq` (0 clears it).")
+        .def(
+            "copy_seq",
+            [](PyModel& s, int64_t src, int64_t dst, int64_t n) {
+                locked(s, [&](Model& m) { m.copy_seq(src, dst, n); });
+            },
+            py::arg("src"), py::arg("dst"), py::arg("n") = -1,
+            "Slot dst := the first n cached positions of slot src (n < 0: all).")
+        .def("eval", &eval, py::arg("tokens"), py::arg("all_logits") = false, py::arg("seq") = 0,
+             "Run `tokens` (1-D ints) at positions n_past(seq)..; returns float32 logits "
              "[T, n_vocab] if all_logits else [n_vocab] for the last token.")
+        .def("eval_batch", &eval_batch, py::arg("seqs"), py::arg("tokens"),
+             py::arg("all_logits") = false,
+             "Run tokens[i] in slot seqs[i] (distinct slots) in one forward pass; returns "
+             "float32 logits rows in order: all of tokens[i] where all_logits (a bool, or one "
+             "per slot) says so, else the last row of each.")
         .def("__repr__", [](const PyModel& s) {
             const ModelConfig& c = s.model->config();
             return "<Model " + c.arch + " " + s.model->file().path() + ": " +

@@ -108,12 +108,12 @@ Layer load_layer(const GgufFile& f, const TensorChecker& tc, const ModelConfig& 
 // The KV cache, refused with a clear message rather than an abort when it
 // cannot be had.
 std::unique_ptr<float[]> cache_buffer(const ModelState& m) {
-    const int64_t n = m.c.n_layer * m.n_ctx * m.kv_dim();
+    const int64_t n = m.n_seq * m.c.n_layer * m.n_ctx * m.kv_dim();
     const double gib = 2.0 * static_cast<double>(n) * sizeof(float) / (1 << 30);
     auto refuse = [&](const char* why) {
         return std::invalid_argument("the KV cache for n_ctx = " + std::to_string(m.n_ctx) +
-                                     " needs " + std::to_string(gib) + " GiB (" + why +
-                                     "); pass a smaller n_ctx");
+                                     " x " + std::to_string(m.n_seq) + " slot(s) needs " + std::to_string(gib) + " GiB (" + why +
+                                     "); pass a smaller n_ctx or fewer slots");
     };
     if (gib > 256.0) throw refuse("more than the 256 GiB limit");
     try {
@@ -149,8 +149,11 @@ void check_model_threads(int threads) {
 }
 
 void load_model(ModelState& m, const std::string& path, int threads, int64_t n_ctx,
-                Layout layout) {
+                Layout layout, int64_t n_seq) {
     check_model_threads(threads);
+    if (n_seq < 1 || n_seq > kMaxSeq)
+        throw std::invalid_argument("n_seq (KV-cache slots) must be in [1, " +
+                                    std::to_string(kMaxSeq) + "], got " + std::to_string(n_seq));
     m.file = std::make_unique<GgufFile>(path);
     const GgufFile& f = *m.file;
     m.c = read_model_config(f);
@@ -158,6 +161,8 @@ void load_model(ModelState& m, const std::string& path, int threads, int64_t n_c
     m.n_ctx = resolve_n_ctx(f, c, n_ctx);
     m.threads = threads;
     m.layout = layout;
+    m.n_seq = n_seq;
+    m.n_past.assign(static_cast<size_t>(n_seq), 0);
 
     const TensorChecker tc(f, c.arch);
     m.embd = &tc.need("token_embd.weight", {c.n_embd, c.n_vocab}, "[n_embd, n_vocab]");
