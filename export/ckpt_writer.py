@@ -21,6 +21,7 @@ class Imported:
     state: dict[str, torch.Tensor]
     tokenizer_files: dict[str, str] = field(default_factory=dict)  # file name -> text
     scale_changes: list[str] = field(default_factory=list)  # tensors whose scale moved
+    notes: list[str] = field(default_factory=list)  # what was inferred, not read from the source
 
 
 def trainable_config(config: dict, ternary: bool) -> dict:

@@ -62,6 +62,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         from ternlab.export.gguf_import import import_gguf
 
         imported = import_gguf(src, args.output, progress=progress)
+    for note in imported.notes:
+        print(f"note: {note}")
     for note in imported.scale_changes:
         print(f"note: scale not reachable exactly as a float32 mean, nearest used: {note}")
     print(f"wrote {args.output} (trainable ternlab checkpoint)")

@@ -7,10 +7,12 @@ scale (:mod:`ternlab.export.latent`); the rest are dequantized to float32.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import processors
 
 from ternlab.export import codec, names
 from ternlab.export.ckpt_writer import Imported, trainable_config, write_checkpoint
@@ -19,6 +21,7 @@ from ternlab.export.latent import latent_from_ternary
 from ternlab.export.metadata import K_CONFIG, K_HF_JSON, K_SCALES, K_TOK_CONFIG
 from ternlab.export.progress import track
 from ternlab.export.reader import arch_key, architecture, get, open_gguf
+from ternlab.inference.tokenizer import TokenizerError, tokenizer_from_metadata
 
 ARCHS = ("bitnet", "bitnet-b1.58")
 
@@ -51,7 +54,8 @@ def read_gguf(path: str | Path, progress: bool = False) -> Imported:
         else:
             state[hf] = torch.from_numpy(codec.decode_float(t).copy())
     config = _config(reader, path, arch, "output.weight" not in {t.name for t in tensors})
-    return Imported(trainable_config(config, ternary), state, _tokenizer(reader), moved)
+    files, notes = _tokenizer(reader, path)
+    return Imported(trainable_config(config, ternary), state, files, moved, notes)
 
 
 def _exact_scales(reader) -> dict[str, float]:
@@ -107,16 +111,44 @@ def _config(reader, path, arch: str, tied: bool) -> dict:
     }
 
 
-def _tokenizer(reader) -> dict[str, str]:
-    """tokenizer.json (and tokenizer_config.json) as the exporter embedded them."""
+def _tokenizer(reader, path) -> tuple[dict[str, str], list[str]]:
+    """tokenizer.json (and tokenizer_config.json): as embedded, else rebuilt from the ggml arrays.
+
+    bitnet.cpp's and llama.cpp's converters store only ``tokenizer.ggml.*``; the engine
+    rebuilds the same ``tokenizers`` BPE from them (:mod:`ternlab.inference.tokenizer`).
+    """
     hf_json = get(reader, K_HF_JSON, None)
-    if hf_json is None:
-        raise ExportError(
-            f"{reader.data.filename}: no {K_HF_JSON} key; ternlab imports the tokenizer from it "
-            "(GGUFs written by ternlab or llama.cpp's converter carry it)"
+    if hf_json is not None:
+        files = {"tokenizer.json": hf_json}
+        tcfg = get(reader, K_TOK_CONFIG, None)
+        if tcfg is not None:
+            files["tokenizer_config.json"] = tcfg
+        return files, []
+    meta = {k: get(reader, k) for k in reader.fields if k.startswith("tokenizer.")}
+    try:
+        with warnings.catch_warnings():  # the inference is reported as a note instead
+            warnings.simplefilter("ignore")
+            text = tokenizer_from_metadata(meta, str(path))
+    except TokenizerError as e:
+        raise ExportError(str(e)) from e
+    return ggml_tokenizer_files(text, meta, reader), [text.note] if text.note else []
+
+
+def ggml_tokenizer_files(text, meta: dict, reader) -> dict[str, str]:
+    """``tokenizer.json`` + ``tokenizer_config.json`` of a tokenizer rebuilt from ggml arrays."""
+    tok = text.tokenizer
+    bos = text.token_text(text.bos_id) or None
+    if text.add_bos and bos:  # transformers then adds BOS itself, as Llama 3's tokenizer.json
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, text.bos_id)]
         )
-    files = {"tokenizer.json": hf_json}
-    tcfg = get(reader, K_TOK_CONFIG, None)
-    if tcfg is not None:
-        files["tokenizer_config.json"] = tcfg
-    return files
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": bos,
+        "eos_token": text.token_text(text.eos_id) or None,
+        "model_max_length": int(arch_key(reader, "context_length", 2048)),
+        "clean_up_tokenization_spaces": False,
+    }
+    if isinstance(meta.get("tokenizer.chat_template"), str):
+        config["chat_template"] = meta["tokenizer.chat_template"]
+    return {"tokenizer.json": tok.to_str(), "tokenizer_config.json": json.dumps(config, indent=2)}

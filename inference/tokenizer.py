@@ -8,13 +8,17 @@ Two sources, in this order:
    "gpt2"``: a byte-level BPE as llama.cpp builds it, the split regex chosen by
    ``tokenizer.ggml.pre`` (the GPT-2 or the Llama 3 pattern), so that GGUF files made by
    llama.cpp's converter load too. Other tokenizer models (SentencePiece ``llama``, ...)
-   are refused with a clear message.
+   are refused with a clear message. bitnet.cpp's converter for 2B4T writes no
+   ``tokenizer.ggml.pre``: the split is then inferred from the vocabulary (Llama 3's
+   or GPT-2's special tokens), with a warning naming the file and what was inferred
+   (``TextTokenizer.note``); a vocabulary matching neither is refused.
 
 BOS/EOS ids and whether to add BOS come from the ``tokenizer.ggml.*`` keys.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,6 +43,9 @@ LLAMA3_SPLIT = (
 )
 # ggml token types (gguf-py TokenType).
 _CONTROL, _USER_DEFINED = 3, 4
+#: Special tokens that identify a vocabulary when ``tokenizer.ggml.pre`` is missing.
+LLAMA3_SIGNATURE = ("<|begin_of_text|>", "<|end_of_text|>")
+GPT2_SIGNATURE = ("<|endoftext|>",)
 
 
 class TokenizerError(ValueError):
@@ -55,6 +62,7 @@ class TextTokenizer:
     eot_id: int | None
     add_bos: bool
     source: str  # the metadata key it was rebuilt from
+    note: str | None = None  # what was inferred rather than read (e.g. the pre-tokenizer)
 
     def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
         """Token ids of ``text``; special tokens written in the text become their ids.
@@ -130,9 +138,9 @@ def tokenizer_from_metadata(meta: Mapping[str, object], path: str = "<gguf>") ->
             tok = Tokenizer.from_str(meta[K_HF_JSON])
         except Exception as e:  # tokenizers raises plain Exception subclasses
             raise TokenizerError(f"{path}: {K_HF_JSON} is not a valid tokenizer.json: {e}") from e
-        source = K_HF_JSON
+        source, note = K_HF_JSON, None
     else:
-        tok = _bpe_from_ggml(meta, path)
+        tok, note = _bpe_from_ggml(meta, path)
         source = K_TOKENS
     n_tokens = tok.get_vocab_size(with_added_tokens=True)
     return TextTokenizer(
@@ -142,6 +150,7 @@ def tokenizer_from_metadata(meta: Mapping[str, object], path: str = "<gguf>") ->
         eot_id=_token_id(meta, "tokenizer.ggml.eot_token_id", n_tokens, path),
         add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
         source=source,
+        note=note,
     )
 
 
@@ -154,8 +163,32 @@ def _token_id(meta: Mapping[str, object], key: str, n: int, path: str) -> int | 
     return v
 
 
-def _bpe_from_ggml(meta: Mapping[str, object], path: str) -> Tokenizer:
-    """A byte-level BPE from llama.cpp's ``tokenizer.ggml.*`` arrays."""
+def infer_pre(tokens: list[str], path: str) -> tuple[str, str]:
+    """The ``tokenizer.ggml.pre`` a file without one needs, from its special tokens, and a note.
+
+    Raises :class:`TokenizerError` when the vocabulary is neither Llama 3's nor GPT-2's:
+    a wrong split encodes every text differently from training, so nothing is guessed.
+    """
+    specials = {t for t in tokens if t.startswith("<|")}
+    for pre, signature, family in (
+        ("llama-bpe", LLAMA3_SIGNATURE, "Llama 3"),
+        ("gpt-2", GPT2_SIGNATURE, "GPT-2"),
+    ):
+        if all(t in specials for t in signature):
+            return pre, (
+                f"{path}: no {K_PRE} key; the vocabulary has {family}'s special tokens "
+                f"({', '.join(signature)}), so {family}'s pre-tokenizer ({pre!r}) is used"
+            )
+    raise TokenizerError(
+        f"{path}: no {K_PRE} key, and the vocabulary has neither Llama 3's special tokens "
+        f"({', '.join(LLAMA3_SIGNATURE)}) nor GPT-2's ({', '.join(GPT2_SIGNATURE)}); add the key "
+        f"(e.g. gguf-py's gguf_new_metadata.py) with one of: "
+        + ", ".join(sorted(GPT2_PRES | LLAMA3_PRES))
+    )
+
+
+def _bpe_from_ggml(meta: Mapping[str, object], path: str) -> tuple[Tokenizer, str | None]:
+    """A byte-level BPE from llama.cpp's ``tokenizer.ggml.*`` arrays, and a note if inferred."""
     model = meta.get(K_MODEL)
     if model is None:
         raise TokenizerError(f"{path}: no tokenizer in the file ({K_HF_JSON} or {K_MODEL})")
@@ -168,7 +201,12 @@ def _bpe_from_ggml(meta: Mapping[str, object], path: str) -> Tokenizer:
     tokens, merges = meta.get(K_TOKENS), meta.get(K_MERGES)
     if not isinstance(tokens, list) or not tokens or not isinstance(merges, list):
         raise TokenizerError(f"{path}: {K_MODEL} is 'gpt2' but {K_TOKENS} / {K_MERGES} is missing")
-    pre = str(meta.get(K_PRE, "gpt-2"))
+    note = None
+    if meta.get(K_PRE) is None:
+        pre, note = infer_pre(tokens, path)
+        warnings.warn(note, stacklevel=3)
+    else:
+        pre = str(meta[K_PRE])
     vocab = {t: i for i, t in reversed(list(enumerate(tokens)))}  # first id wins on duplicates
     pairs = [tuple(m.split(" ", 1)) for m in merges]
     if pre in GPT2_PRES:
@@ -189,7 +227,7 @@ def _bpe_from_ggml(meta: Mapping[str, object], path: str) -> Tokenizer:
         )
     tok.decoder = decoders.ByteLevel()
     _add_special(tok, tokens, meta.get(K_TYPES))
-    return tok
+    return tok, note
 
 
 def _add_special(tok: Tokenizer, tokens: list[str], types: object) -> None:

@@ -104,13 +104,10 @@ def bitnet_2b4t_config(vocab_size: int, bos: int, eos: int) -> dict:
     }
 
 
-def bitnet_2b4t_packed(out: Path, seed: int = 0) -> Path:
-    """A packed 2B4T-layout folder with random weights (and the Llama-3-style tokenizer)."""
+def _latent_state(config: dict, seed: int) -> dict[str, torch.Tensor]:
+    """Random float32 master weights of the 2B4T shape (tied: no ``lm_head``)."""
     from transformers import BitNetConfig, BitNetForCausalLM
-    from transformers.integrations.bitnet import pack_weights
 
-    tok = llama3_tokenizer(out)
-    config = bitnet_2b4t_config(len(tok), tok.bos_token_id, tok.eos_token_id)
     plain = {k: v for k, v in config.items() if k != "quantization_config"}
     torch.manual_seed(seed)
     model = BitNetForCausalLM(BitNetConfig(**plain)).float()
@@ -119,17 +116,41 @@ def bitnet_2b4t_packed(out: Path, seed: int = 0) -> Path:
         if name == "lm_head.weight":
             continue  # tied: 2B4T stores only the embedding
         if name.endswith("_proj.weight"):
-            w = w.float() * torch.empty(w.shape[0], 1).uniform_(0.5, 2.0)  # row spread
+            w = w * torch.empty(w.shape[0], 1).uniform_(0.5, 2.0)  # uneven rows
+        elif name.endswith("embed_tokens.weight"):
+            w = 0.2 * torch.randn_like(w)  # logits of a few units, like a trained model's
+        elif name.endswith("norm.weight"):
+            w = 1.0 + 0.1 * torch.randn_like(w)
+        state[name] = w.float()
+    return state
+
+
+def bitnet_2b4t_packed(out: Path, seed: int = 0) -> Path:
+    """A packed 2B4T-layout folder with random weights (and the Llama-3-style tokenizer)."""
+    from transformers.integrations.bitnet import pack_weights
+
+    tok = llama3_tokenizer(out)
+    config = bitnet_2b4t_config(len(tok), tok.bos_token_id, tok.eos_token_id)
+    state = {}
+    for name, w in _latent_state(config, seed).items():
+        if name.endswith("_proj.weight"):
             scale = w.abs().mean().clamp(min=1e-5)
             codes = (w / scale).round().clamp(-1, 1)
             state[name] = pack_weights(codes.clone())
             state[name + "_scale"] = scale.reshape(1).to(torch.bfloat16)
-        elif name.endswith("embed_tokens.weight"):
-            state[name] = (0.2 * torch.randn_like(w)).to(torch.bfloat16)
-        elif name.endswith("norm.weight"):
-            state[name] = (1.0 + 0.1 * torch.randn_like(w)).to(torch.bfloat16)
         else:
             state[name] = w.to(torch.bfloat16)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def bitnet_2b4t_bf16(out: Path, seed: int = 0) -> Path:
+    """microsoft/bitnet-b1.58-2B-4T-bf16's layout: bfloat16 master weights, no packing."""
+    tok = llama3_tokenizer(out)
+    config = bitnet_2b4t_config(len(tok), tok.bos_token_id, tok.eos_token_id)
+    del config["quantization_config"]
+    state = {k: v.to(torch.bfloat16) for k, v in _latent_state(config, seed).items()}
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return out
