@@ -42,7 +42,7 @@ def _model_args(p: argparse.ArgumentParser, ctx: bool = True) -> None:
     )  # fmt: skip
     if ctx:
         p.add_argument(
-            "-c", "--ctx-size", type=int, default=None, metavar="N",
+            "-c", "--ctx-size", "--ctx", type=int, default=None, metavar="N",
             help="context size in tokens (default: the model's training context)",
         )  # fmt: skip
     _layout_arg(p)
@@ -122,13 +122,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a GGUF model over an OpenAI-compatible HTTP API",
-        description="POST /v1/completions and /v1/chat/completions (with SSE streaming), "
-        "GET /v1/models and /health. One request runs at a time.",
+        description="POST /v1/completions and /v1/chat/completions (log-probs, echo, "
+        "token-id prompts, SSE streaming), GET /v1/models and /health. Up to --slots "
+        "requests are decoded together (one batched forward pass a token), --queue more wait.",
         formatter_class=FMT,
     )
     _model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free port)")
+    p.add_argument(
+        "--slots", type=int, default=4,
+        help="sequences decoded at once, each with its own KV cache of --ctx tokens",
+    )  # fmt: skip
+    p.add_argument("--queue", type=int, default=64, help="requests that may wait for a slot")
     p.set_defaults(func=_guard(_cmd_serve))
 
 
@@ -211,7 +217,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ternlab.inference.server import serve
 
-    serve(_load(args), args.host, args.port)
+    if args.slots < 1 or args.queue < 1:
+        raise ValueError("--slots and --queue must be >= 1")
+    serve(_load(args), args.host, args.port, args.queue)
     return 0
 
 
@@ -241,7 +249,10 @@ def _load(args: argparse.Namespace):
     from ternlab.inference.engine import Engine
 
     _check_file(args.model)
-    return Engine(args.model, threads=args.threads, n_ctx=args.ctx_size, layout=args.layout)
+    slots = getattr(args, "slots", 1)
+    return Engine(
+        args.model, threads=args.threads, n_ctx=args.ctx_size, layout=args.layout, slots=slots
+    )
 
 
 def _read(path: str) -> str:

@@ -2,65 +2,94 @@
 
 Endpoints:
 
-- ``POST /v1/completions``: ``prompt`` (a string, or a list holding one string)
-- ``POST /v1/chat/completions``: ``messages`` rendered with the model's chat template
-- ``GET /v1/models``, ``GET /health``
+- ``POST /v1/completions``, ``POST /v1/chat/completions``: fields in
+  :mod:`ternlab.inference.openai_api` (log-probs, echo, token-id prompts, ``n``, stop,
+  seed, SSE streaming with ``"stream": true``: ``data: {json}`` per piece, ``data:
+  [DONE]`` at the end, the last chunk carrying ``usage``)
+- ``POST /tokenize``, ``POST /detokenize``, ``GET /tokenizer_info``: the model's
+  tokenizer (the endpoints lm-eval's ``tokenizer_backend=remote`` uses)
+- ``GET /v1/models``, ``GET /health`` (with the scheduler's slots and queue)
 
-Request fields: ``model`` (ignored: there is one model), ``max_tokens`` (chat also
-``max_completion_tokens``; default 128), ``temperature`` (default 1.0, as OpenAI),
-``top_p``, ``top_k`` (an extension; 0 = off), ``seed``, ``stop`` (a string or a list),
-``stream``; ``n`` must be 1 if given. With ``"stream": true`` the answer is Server-Sent
-Events, ``data: {json}`` per piece and ``data: [DONE]`` at the end; the last chunk carries
-``finish_reason`` and ``usage``. Errors are JSON ``{"error": {"message", "type", ...}}``
-with status 400 (bad request), 404 or 500.
+Requests run concurrently: the engine's KV-cache slots (``Engine(slots=N)``) are decoded
+together by a :class:`~ternlab.inference.scheduler.Scheduler`, one forward pass per step
+for all of them; more requests than slots wait in a bounded queue (429 when it is full).
+Each HTTP connection has its own thread reading its request's events, so a slow client
+delays only itself; a client that goes away has its sequences dropped.
 
-Requests are served by threads but the engine is used by one at a time (a lock), so
-a second request waits for the first to finish. The server binds 127.0.0.1 by default.
+Errors are JSON ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
+request (malformed JSON, unknown fields, a prompt past the context, a ``max_tokens``
+that does not fit), 404, 413 (body too large), 429, 500. The server binds 127.0.0.1
+unless told otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import select
+import socket
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ternlab import __version__
 from ternlab.inference.engine import Engine
+from ternlab.inference.openai_api import Choice, Plan, RequestError, parse, usage
+from ternlab.inference.scheduler import QueueFull, Scheduler
 
 MAX_BODY = 8 << 20  # bytes of request JSON accepted
-DEFAULT_MAX_TOKENS = 128
-DEFAULT_TEMPERATURE = 1.0
+POLL_S = 0.25  # how often a waiting handler checks that its client is still there
 
 
-class RequestError(ValueError):
-    """A bad request: answered with status 400 and this message."""
+class HttpError(Exception):
+    """An error answered with ``status`` (4xx) and this message."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
         super().__init__(message)
-        self.param = param
+        self.status, self.kind = status, kind
 
 
-def make_server(engine: Engine, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """A server for ``engine`` bound to ``host:port`` (``port=0``: any free port)."""
-    handler = type("Handler", (_Handler,), {"api": _Api(engine)})
+class Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with the scheduler it feeds; closing it stops the scheduler."""
+
+    daemon_threads = True
+    request_queue_size = 64
+    scheduler: Scheduler
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.scheduler.close()
+
+
+def make_server(
+    engine: Engine, host: str = "127.0.0.1", port: int = 8080, max_queue: int = 64
+) -> Server:
+    """A server for ``engine`` bound to ``host:port`` (``port=0``: any free port).
+
+    It decodes ``engine.slots`` sequences at once; ``max_queue`` more may wait. The
+    server owns the engine: do not use it from other threads while the server runs.
+    """
+    api = _Api(engine)
+    handler = type("Handler", (_Handler,), {"api": api})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = Server((host, port), handler)
     except OSError as e:
         raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    server.daemon_threads = True
+    server.scheduler = api.scheduler = Scheduler(engine, max_queue=max_queue)
     return server
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8080, max_queue: int = 64) -> None:
     """Serve until Ctrl-C."""
-    server = make_server(engine, host, port)
+    server = make_server(engine, host, port, max_queue)
     h, p = server.server_address[:2]
-    print(f"ternlab serve: {engine.path.name} on http://{h}:{p}/v1 (Ctrl-C stops)", file=sys.stderr)
+    print(
+        f"ternlab serve: {engine.path.name} on http://{h}:{p}/v1, {engine.slots} slot(s) of "
+        f"{engine.n_ctx} tokens, queue {max_queue} (Ctrl-C stops)",
+        file=sys.stderr,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -70,149 +99,117 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8080) -> None:
 
 
 class _Api:
-    """Request parsing and the OpenAI response shapes; the engine behind a lock."""
+    """The model's identity and the non-generation endpoints."""
+
+    scheduler: Scheduler
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.lock = threading.Lock()
         self.model_id = engine.path.stem
         self.created = int(time.time())
 
     def models(self) -> dict:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": self.model_id,
-                    "object": "model",
-                    "created": self.created,
-                    "owned_by": "ternlab",
-                }
-            ],
-        }
+        return {"object": "list", "data": [{"id": self.model_id, "object": "model",
+                "created": self.created, "owned_by": "ternlab"}]}  # fmt: skip
 
     def health(self) -> dict:
-        return {"status": "ok", "model": self.model_id, "version": __version__}
+        return {"status": "ok", "model": self.model_id, "version": __version__,
+                "n_ctx": self.engine.n_ctx} | self.scheduler.status()  # fmt: skip
 
-    def prepare(self, kind: str, body: dict) -> tuple[str, dict]:
-        """The prompt text and generation keywords of a request, validated."""
-        if kind == "chat":
-            try:
-                prompt = self.engine.render_chat(body.get("messages"))
-            except ValueError as e:
-                raise RequestError(str(e), "messages") from e
-            stops = self.engine.chat_stops()
-        else:
-            prompt = _prompt(body.get("prompt"))
-            stops = ()
-        if body.get("n", 1) != 1:
-            raise RequestError("only n=1 is supported", "n")
-        max_tokens = body.get("max_tokens", body.get("max_completion_tokens", DEFAULT_MAX_TOKENS))
-        kwargs = {
-            "max_tokens": _int(max_tokens, "max_tokens", 0),
-            "temperature": _num(body.get("temperature", DEFAULT_TEMPERATURE), "temperature"),
-            "top_p": _num(body.get("top_p", 1.0), "top_p"),
-            "top_k": _int(body.get("top_k", 0), "top_k", 0),
-            "seed": None if body.get("seed") is None else _int(body["seed"], "seed", 0),
-            "stop": stops + _stops(body.get("stop")),
-        }
-        return prompt, kwargs
-
-    def run(self, prompt: str, kwargs: dict) -> Iterator[str]:
-        """Generation pieces; the caller holds :attr:`lock` while iterating."""
-        try:
-            return self.engine.generate(prompt, **kwargs)
-        except ValueError as e:  # sampling parameters, prompt too long
-            raise RequestError(str(e)) from e
-
-    def usage(self) -> dict:
-        st = self.engine.last
+    def tokenizer_info(self) -> dict:
+        tok = self.engine.tokenizer
         return {
-            "prompt_tokens": st.prompt_tokens,
-            "completion_tokens": st.completion_tokens,
-            "total_tokens": st.prompt_tokens + st.completion_tokens,
+            "tokenizer_class": "ternlab",
+            "bos_token": tok.token_text(tok.bos_id) or None,
+            "eos_token": tok.token_text(tok.eos_id) or None,
+            "pad_token": None,
+            "add_bos_token": tok.add_bos,
+            "model_max_length": self.engine.n_ctx,
+            "chat_template": self.engine.chat_template,
         }
 
-    def response(self, kind: str, rid: str, text: str) -> dict:
-        finish = self.engine.last.finish_reason
-        if kind == "chat":
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish,
-            }
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-        return self._envelope(kind, rid, False) | {"choices": [choice], "usage": self.usage()}
+    def tokenize(self, body: dict) -> dict:
+        _only(body, {"prompt", "add_special_tokens", "model"}, "/tokenize")
+        text, special = body.get("prompt"), body.get("add_special_tokens", True)
+        if not isinstance(text, str) or not isinstance(special, bool):
+            raise RequestError("/tokenize needs prompt (a string), add_special_tokens (bool)")
+        ids = self.engine.encode(text, None if special else False)
+        return {"tokens": ids, "count": len(ids), "max_model_len": self.engine.n_ctx}
 
-    def chunk(self, kind: str, rid: str, delta: dict | str | None, finish: str | None) -> dict:
-        if kind == "chat":
-            choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": finish}
-        out = self._envelope(kind, rid, True) | {"choices": [choice]}
-        if finish is not None:
-            out["usage"] = self.usage()
-        return out
+    def detokenize(self, body: dict) -> dict:
+        _only(body, {"tokens", "model"}, "/detokenize")
+        ids = body.get("tokens")
+        n = self.engine.n_vocab
+        if not isinstance(ids, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n for t in ids
+        ):
+            raise RequestError(f"/detokenize needs tokens: a list of ids in [0, {n})", "tokens")
+        return {"prompt": self.engine.decode(ids)}
 
-    def _envelope(self, kind: str, rid: str, stream: bool) -> dict:
-        obj = {
-            ("chat", False): "chat.completion",
-            ("chat", True): "chat.completion.chunk",
-            ("text", False): "text_completion",
-            ("text", True): "text_completion",
-        }[kind, stream]
-        return {"id": rid, "object": obj, "created": int(time.time()), "model": self.model_id}
+
+def _only(body: dict, allowed: set[str], path: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise RequestError(f"unknown field(s) {', '.join(unknown)} for POST {path}", unknown[0])
 
 
 class _Handler(BaseHTTPRequestHandler):
     api: _Api
     server_version = f"ternlab/{__version__}"
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/health":
-            self._json(200, self.api.health())
-        elif path == "/v1/models":
-            self._json(200, self.api.models())
-        else:
+        get = {"/health": self.api.health, "/v1/models": self.api.models,
+               "/tokenizer_info": self.api.tokenizer_info}.get(path)  # fmt: skip
+        if get is None:
             self._error(404, f"no such endpoint: GET {path}", "not_found_error")
+        else:
+            self._json(200, get())
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0].rstrip("/")
         kind = {"/v1/completions": "text", "/v1/chat/completions": "chat"}.get(path)
-        if kind is None:
-            self._error(404, f"no such endpoint: POST {path}", "not_found_error")
-            return
+        simple = {"/tokenize": self.api.tokenize, "/detokenize": self.api.detokenize}.get(path)
         try:
             body = self._body()
-            prompt, kwargs = self.api.prepare(kind, body)
-            stream = body.get("stream", False)
-            if not isinstance(stream, bool):
-                raise RequestError("stream must be true or false", "stream")
-            with self.api.lock:
-                pieces = self.api.run(prompt, kwargs)
-                if stream:
-                    self._stream(kind, pieces)
-                else:
-                    text = "".join(pieces)
-                    self._json(200, self.api.response(kind, _rid(kind), text))
+            if simple is not None:
+                self._json(200, simple(body))
+                return
+            if kind is None:
+                raise HttpError(404, f"no such endpoint: POST {path}", "not_found_error")
+            plan = parse(self.api.engine, kind, body)
+            try:
+                self.api.scheduler.submit(plan.jobs)
+            except QueueFull as e:
+                raise HttpError(429, str(e), "rate_limit_error") from None
+            try:
+                (self._stream if plan.stream else self._whole)(plan)
+            finally:
+                self.api.scheduler.cancel(plan.jobs)  # no-op for finished ones
         except RequestError as e:
             self._error(400, str(e), "invalid_request_error", e.param)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away; the generator is closed, the lock released
+        except HttpError as e:
+            self._error(e.status, str(e), e.kind)
+        except (BrokenPipeError, ConnectionResetError, _ClientGone):
+            self.close_connection = True  # the client went away; its jobs are cancelled
         except Exception as e:  # the engine failed (e.g. non-finite activations)
             self._error(500, f"{type(e).__name__}: {e}", "server_error")
 
+    # ------------------------------------------------------------- requests
     def _body(self) -> dict:
         try:
             n = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            self.close_connection = True
             raise RequestError("a JSON body with a Content-Length header is required") from None
-        if not 0 < n <= MAX_BODY:
+        if n > MAX_BODY:
+            self.close_connection = True  # the body is not read: the connection is unusable
+            raise HttpError(413, f"the body is {n} bytes; at most {MAX_BODY} are accepted")
+        if n <= 0:
             raise RequestError(f"the body must be 1 to {MAX_BODY} bytes of JSON, got {n}")
         raw = self.rfile.read(n)
         try:
@@ -223,32 +220,90 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError("the body must be a JSON object")
         return body
 
-    def _stream(self, kind: str, pieces: Iterator[str]) -> None:
-        rid = _rid(kind)
+    def _events(self, plan: Plan):
+        """``(choice, event)`` until every choice is done; raises on a lost client."""
+        choices = {j.index: Choice(plan, self.api.engine, j) for j in plan.jobs}
+        left = len(choices)
+        while left:
+            try:
+                ev = plan.events.get(timeout=POLL_S)
+            except queue.Empty:
+                if self._client_gone():
+                    raise _ClientGone from None
+                continue
+            c = choices[ev[0]]
+            if ev[1] == "error":
+                raise RuntimeError(ev[2])
+            if ev[1] == "done":
+                c.finish, c.usage = ev[2], ev[3]
+                left -= 1
+            yield c, ev
+
+    def _whole(self, plan: Plan) -> None:
+        done: dict[int, Choice] = {}
+        for c, ev in self._events(plan):
+            if ev[1] == "prompt":
+                c.on_prompt(ev[2])
+            elif ev[1] == "token":
+                c.on_token(*ev[2:])
+            else:
+                done[c.job.index] = c
+        choices = [done[i] for i in sorted(done)]
+        out = self._envelope(plan, _rid(plan.kind), False)
+        self._json(200, out | {"choices": [c.whole() for c in choices], "usage": usage(choices)})
+
+    def _stream(self, plan: Plan) -> None:
+        rid = _rid(plan.kind)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        seen: dict[int, Choice] = {}
         try:
-            if kind == "chat":
-                self._event(self.api.chunk(kind, rid, {"role": "assistant", "content": ""}, None))
-            for piece in pieces:
-                delta = {"content": piece} if kind == "chat" else piece
-                self._event(self.api.chunk(kind, rid, delta, None))
-            self._event(self.api.chunk(kind, rid, None, self.api.engine.last.finish_reason))
+            for c, ev in self._events(plan):
+                first = c.job.index not in seen
+                seen[c.job.index] = c
+                if first and (plan.kind == "chat" or plan.echo):
+                    # The role (chat) or the echoed prompt text comes first.
+                    self._chunk(plan, rid, c.delta(c.text, [], role=plan.kind == "chat"))
+                if ev[1] == "prompt":
+                    self._chunk(plan, rid, c.delta("", c.on_prompt(ev[2])))
+                elif ev[1] == "token":
+                    new = c.on_token(*ev[2:])
+                    if ev[2] or new:
+                        self._chunk(plan, rid, c.delta(ev[2], new))
+                else:
+                    last = len([x for x in seen.values() if x.finish]) == len(plan.jobs)
+                    extra = {"usage": usage(list(seen.values()))} if last else {}
+                    self._chunk(plan, rid, c.delta("", [], c.finish), extra)
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, _ClientGone):
+            raise
         except Exception as e:
-            if isinstance(e, (BrokenPipeError, ConnectionResetError)):
-                raise
             # Headers are gone: report the failure in the stream itself.
             err = {"error": {"message": f"{type(e).__name__}: {e}", "type": "server_error"}}
             self._event(err)
-        finally:
-            if hasattr(pieces, "close"):
-                pieces.close()
+
+    def _chunk(self, plan: Plan, rid: str, choice: dict, extra: dict | None = None) -> None:
+        self._event(self._envelope(plan, rid, True) | {"choices": [choice]} | (extra or {}))
+
+    def _envelope(self, plan: Plan, rid: str, stream: bool) -> dict:
+        obj = {("chat", False): "chat.completion", ("chat", True): "chat.completion.chunk",
+               ("text", False): "text_completion", ("text", True): "text_completion"}  # fmt: skip
+        return {"id": rid, "object": obj[plan.kind, stream], "created": int(time.time()),
+                "model": self.api.model_id}  # fmt: skip
+
+    # ------------------------------------------------------------- writing
+    def _client_gone(self) -> bool:
+        """True when the client closed its end (a read would return nothing)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _event(self, obj: dict) -> None:
         self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
@@ -259,44 +314,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
     def _error(self, status: int, message: str, kind: str, param: str | None = None) -> None:
         phrase = HTTPStatus(status).phrase
-        self._json(status, {"error": {"message": message, "type": kind, "param": param,
-                                      "code": phrase}})  # fmt: skip
+        try:
+            self._json(status, {"error": {"message": message, "type": kind, "param": param,
+                                          "code": phrase}})  # fmt: skip
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class _ClientGone(Exception):
+    """The client closed the connection while its request ran."""
 
 
 def _rid(kind: str) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
-
-
-def _prompt(p: object) -> str:
-    if isinstance(p, list) and len(p) == 1:
-        p = p[0]
-    if not isinstance(p, str):
-        raise RequestError("prompt must be a string (or a list of one string)", "prompt")
-    return p
-
-
-def _stops(s: object) -> tuple[str, ...]:
-    if s is None:
-        return ()
-    if isinstance(s, str):
-        return (s,)
-    if isinstance(s, list) and all(isinstance(x, str) for x in s) and len(s) <= 16:
-        return tuple(s)
-    raise RequestError("stop must be a string or a list of at most 16 strings", "stop")
-
-
-def _int(v: object, name: str, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise RequestError(f"{name} must be an integer >= {lo}, got {v!r}", name)
-    return v
-
-
-def _num(v: object, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise RequestError(f"{name} must be a number, got {v!r}", name)
-    return float(v)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from engine_helpers import engine_model
 
@@ -21,8 +24,14 @@ def eng(tmp_path_factory) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def url(eng):
-    server = make_server(eng, "127.0.0.1", 0)
+def srv(tmp_path_factory) -> Engine:
+    """The server's own engine (it owns it while serving); ``eng`` is the reference."""
+    return Engine(engine_model(tmp_path_factory)[0], threads=1, slots=3)
+
+
+@pytest.fixture(scope="module")
+def url(srv):
+    server = make_server(srv, "127.0.0.1", 0, max_queue=8)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -72,10 +81,11 @@ def test_completion(url, eng):
     assert status == 200 and r["object"] == "text_completion"
     assert r["choices"][0]["text"] == want
     assert r["choices"][0]["finish_reason"] == st.finish_reason
-    assert r["usage"] == {
+    assert r["usage"] | {"prompt_tokens_details": None} == {
         "prompt_tokens": st.prompt_tokens,
         "completion_tokens": st.completion_tokens,
         "total_tokens": st.prompt_tokens + st.completion_tokens,
+        "prompt_tokens_details": None,
     }
 
 
@@ -139,7 +149,21 @@ def test_chat_completion(url, eng):
         ("/v1/completions", {"prompt": "x", "top_p": 0}, "top_p"),
         ("/v1/completions", {"prompt": "x", "max_tokens": -2}, "max_tokens"),
         ("/v1/completions", {"prompt": "x", "stop": [1]}, "stop"),
-        ("/v1/completions", {"prompt": "x", "n": 2}, "n=1"),
+        ("/v1/completions", {"prompt": "x", "n": 17}, "n must be"),
+        ("/v1/completions", {"prompt": "x", "best_of": 3}, "best_of"),
+        ("/v1/completions", {"prompt": "x", "temprature": 0}, "unknown field(s) temprature"),
+        ("/v1/chat/completions", {"messages": [], "echo": True}, "unknown field(s) echo"),
+        ("/v1/completions", {"prompt": "x", "logprobs": 21}, "logprobs"),
+        ("/v1/completions", {"prompt": []}, "prompt"),
+        ("/v1/completions", {"prompt": [[1, 2], []]}, "prompt"),
+        ("/v1/completions", {"prompt": [5, 100000]}, "vocabulary"),
+        ("/v1/completions", {"prompt": "x", "max_tokens": 10**9}, "exceeds the 256-token"),
+        ("/v1/completions", {"prompt": [1] * 256, "max_tokens": 0}, "context holds 256"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2},
+            "top_logprobs",
+        ),  # fmt: skip
         ("/v1/completions", {"prompt": "x", "stream": "yes"}, "stream"),
         ("/v1/completions", {"prompt": "1+1=2 " * 200}, "context"),
         ("/v1/chat/completions", {"messages": [{"role": "bot", "content": "x"}]}, "role"),
@@ -159,9 +183,151 @@ def test_unknown_path_is_404(url):
     assert status == 404 and "no such endpoint" in json.loads(text)["error"]["message"]
 
 
-def test_concurrent_requests_are_served_one_at_a_time(url):
-    body = {"prompt": "8+1=", "max_tokens": 12, "temperature": 0}
-    with ThreadPoolExecutor(4) as pool:
-        outs = list(pool.map(lambda _: _post(url, "/v1/completions", body), range(4)))
+def _health(url: str) -> dict:
+    return json.loads(_request(url, "/health")[2])
+
+
+def test_concurrent_requests_are_decoded_together(url, eng):
+    prompts = ["8+1=", "17+25=", "3+3=", "90+9=", "1+1=", "44+4="]  # more than the 3 slots
+    want = [_greedy(eng, p, 24)[0] for p in prompts]
+    steps = _health(url)["steps"]
+    body = {"max_tokens": 24, "temperature": 0}
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        outs = list(
+            pool.map(lambda p: _post(url, "/v1/completions", body | {"prompt": p}), prompts)
+        )
     assert all(s == 200 for s, _ in outs)
-    assert len({r["choices"][0]["text"] for _, r in outs}) == 1
+    # Each text is what the sequence gives alone (its logits in a batch are its own).
+    assert [r["choices"][0]["text"] for _, r in outs] == want
+    tokens = sum(r["usage"]["completion_tokens"] for _, r in outs)
+    assert _health(url)["steps"] - steps < tokens  # several sequences a forward pass
+
+
+def _open_stream(url: str, body: dict) -> socket.socket:
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=60)
+    data = json.dumps(body | {"stream": True}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(data), data))  # fmt: skip
+    return s
+
+
+def _read_until(s: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
+    while marker not in got:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_a_paused_streaming_client_does_not_hold_up_others(url, eng):
+    body = {"prompt": "1+2=", "max_tokens": 200, "temperature": 0, "logprobs": 5}
+    s = _open_stream(url, body)
+    head = _read_until(s, b"data: ")  # the stream has started; now stop reading
+    status, r = _post(url, "/v1/completions", {"prompt": "2+2=", "max_tokens": 8, "temperature": 0})
+    assert status == 200 and r["choices"][0]["text"] == _greedy(eng, "2+2=", 8)[0]
+    raw = _read_until(s, b"data: [DONE]", head)
+    s.close()
+    events = _events(raw.split(b"\r\n\r\n", 1)[1].decode())
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == _greedy(eng, "1+2=", 200)[0]
+
+
+def test_a_client_leaving_mid_stream_frees_its_slot(url, eng):
+    s = _open_stream(url, {"prompt": "5+", "max_tokens": 240, "temperature": 0, "logprobs": 20})
+    _read_until(s, b"data: ")
+    s.close()
+    deadline = time.monotonic() + 30
+    while _health(url)["active"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _health(url)["active"] == 0
+    status, r = _post(url, "/v1/completions", {"prompt": "4+4=", "max_tokens": 5, "temperature": 0})
+    assert status == 200 and r["choices"][0]["text"] == _greedy(eng, "4+4=", 5)[0]
+
+
+def test_a_full_queue_is_429_and_the_server_stays_up(url):
+    status, r = _post(url, "/v1/completions", {"prompt": "1", "n": 9, "max_tokens": 1})
+    assert status == 429 and "queue is full" in r["error"]["message"]
+    assert _health(url)["status"] == "ok"
+
+
+def test_an_oversized_body_is_413(url):
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n")
+        raw = _read_until(s, b"}}")
+    assert raw.startswith(b"HTTP/1.1 413") and b"at most" in raw
+    assert _health(url)["status"] == "ok"
+
+
+# ------------------------------------------------------------ OpenAI fields
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def test_token_prompts_and_n_choices(url, eng):
+    a, b = eng.encode("6+1="), eng.encode("2+30=")
+    body = {"prompt": [a, b], "n": 2, "max_tokens": 10, "temperature": 0}
+    status, r = _post(url, "/v1/completions", body)
+    assert status == 200 and [c["index"] for c in r["choices"]] == [0, 1, 2, 3]
+    texts = [c["text"] for c in r["choices"]]
+    assert texts == [_greedy(eng, a, 10)[0]] * 2 + [_greedy(eng, b, 10)[0]] * 2
+    assert r["usage"]["prompt_tokens"] == len(a) + len(b)  # each prompt counted once
+    # Seeded sampling: choice j uses seed + j, as Engine.generate(seed=seed + j).
+    body = {"prompt": "1+", "n": 2, "max_tokens": 12, "temperature": 1.2, "seed": 7}
+    got = [c["text"] for c in _post(url, "/v1/completions", body)[1]["choices"]]
+    kw = {"max_tokens": 12, "temperature": 1.2}
+    assert got == ["".join(eng.generate("1+", seed=s, **kw)) for s in (7, 8)]
+
+
+def test_echo_with_logprobs_is_what_lm_eval_reads(url, eng):
+    ids = eng.encode("12+30=42\n7+8=15")
+    body = {"prompt": [ids], "max_tokens": 1, "temperature": 0, "logprobs": 3, "echo": True,
+            "seed": 1234, "model": "x"}  # fmt: skip
+    status, r = _post(url, "/v1/completions", body)
+    assert status == 200
+    c = r["choices"][0]
+    lp = c["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(ids) + 1
+    want = _log_softmax(eng.logits(ids))
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    for i in range(1, len(ids)):  # exact: the same float64 log-softmax of the same logits
+        assert lp["token_logprobs"][i] == want[i - 1, ids[i]]
+        top = lp["top_logprobs"][i]
+        assert len(top) == 3 and max(top.values()) == want[i - 1].max()
+    nxt = int(np.argmax(want[-1]))
+    assert lp["token_logprobs"][-1] == want[-1, nxt]
+    prompt_text = eng.decode(ids)
+    assert c["text"] == prompt_text + eng.decode([nxt])
+    offs = lp["text_offset"]
+    assert offs == sorted(offs) and offs[0] == 0 and offs[-1] == len(prompt_text)
+    # max_tokens 0: only the prompt.
+    r0 = _post(url, "/v1/completions", body | {"max_tokens": 0})[1]["choices"][0]
+    assert (
+        r0["text"] == prompt_text and r0["logprobs"]["token_logprobs"] == lp["token_logprobs"][:-1]
+    )
+
+
+def test_chat_logprobs(url, eng):
+    msgs = [{"role": "user", "content": "3+9="}]
+    body = {"messages": msgs, "max_tokens": 6, "temperature": 0, "logprobs": True,
+            "top_logprobs": 2}  # fmt: skip
+    r = _post(url, "/v1/chat/completions", body)[1]["choices"][0]
+    content = r["logprobs"]["content"]
+    want, st = _greedy(eng, eng.render_chat(msgs), 6, eng.chat_stops())
+    assert r["message"]["content"] == want and len(content) == st.completion_tokens
+    for item in content:
+        assert len(item["top_logprobs"]) == 2
+        assert item["logprob"] == item["top_logprobs"][0]["logprob"]  # greedy: the best one
+        assert bytes(item["bytes"]).decode() == item["token"]
+
+
+def test_tokenizer_endpoints(url, eng):
+    status, r = _post(url, "/tokenize", {"prompt": "7+8=15", "add_special_tokens": False})
+    assert status == 200 and r["tokens"] == eng.encode("7+8=15", add_bos=False)
+    assert _post(url, "/detokenize", {"tokens": r["tokens"]})[1]["prompt"] == "7+8=15"
+    info = json.loads(_request(url, "/tokenizer_info")[2])
+    assert info["eos_token"] == eng.tokenizer.token_text(eng.eos_id)
+    assert _post(url, "/tokenize", {"text": "x"})[0] == 400
