@@ -16,6 +16,7 @@ from ternlab.evals.cli import add_demo_command, add_eval_command
 from ternlab.export.cli import add_export_commands
 from ternlab.inference.cli import add_inference_commands
 from ternlab.train.cli import add_train_command
+from ternlab.train.sweep_cli import add_sweep_command
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -40,6 +41,7 @@ def _add_version(sub: argparse._SubParsersAction) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_version,
     add_train_command,
+    add_sweep_command,
     add_export_commands,
     add_inference_commands,
     add_eval_command,

@@ -16,13 +16,45 @@ CONFIG_PATH = "pkg://ternlab.conf"
 CONFIG_NAME = "config"
 
 
+def _job_output_dir(tc: TrainConfig) -> None:
+    """In a multirun, each job writes to its own folder: Hydra's ``<sweep dir>/<job number>``.
+
+    Only an explicit ``trainer.output_dir=...`` override of the job keeps its value.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    if any(o.split("=", 1)[0].lstrip("+~") == "trainer.output_dir" for o in hc.overrides.task):
+        return
+    tc.trainer.output_dir = hc.runtime.output_dir
+
+
 def _task(cfg: DictConfig) -> None:
+    import signal
+
     from ternlab.train.config import to_dataclass
     from ternlab.train.loop import train
 
-    result = train(to_dataclass(cfg))
+    tc = to_dataclass(cfg)
+    _job_output_dir(tc)
+    result = train(tc)
+    if result.stopped_by is not None:
+        if result.is_main:
+            print(
+                f"stopped by {result.stopped_by} at step {result.steps}; checkpoint "
+                f"{result.checkpoint}; continue with trainer.resume=true"
+            )
+        # 128 + signal number, the shell's convention for "ended by this signal".
+        code = getattr(signal, result.stopped_by, signal.SIGTERM)
+        raise SystemExit(128 + int(code))
     if result.is_main and result.checkpoint is not None:
-        print(f"final checkpoint: {result.checkpoint}  (val loss {result.val_loss:.4f})")
+        print(
+            f"final checkpoint: {result.checkpoint}  (val loss {result.val_loss:.4f}, "
+            f"{result.val_bpb:.4f} bits/byte)"
+        )
 
 
 def compose(overrides: Sequence[str] = ()) -> TrainConfig:

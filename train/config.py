@@ -22,6 +22,7 @@ QUANT_METHODS = ("ternary", "none")
 WEIGHT_SCALES = ("tensor", "channel", "group")
 WEIGHT_ESTIMATORS = ("absmean", "absmedian")
 ACT_BITS = (8, 4)
+DISTILL_METHODS = ("none", "kd")
 DATA_SOURCES = ("arith", "file", "hub")
 FILE_FORMATS = ("text", "json", "parquet")
 SCHEDULES = ("two_stage", "cosine", "constant")
@@ -69,7 +70,8 @@ class QuantConfig:
 class DistillConfig:
     """Knowledge distillation from a full-precision teacher; file: ``conf/distill/*.yaml``."""
 
-    teacher: str | None = None  # None: no distillation; a run folder, checkpoint or Hub id
+    method: str = "none"  # none | kd (conf/distill/kl.yaml, bitdistill.yaml)
+    teacher: str | None = None  # method=kd: a run folder, a checkpoint folder or a Hub id
     temperature: float = 1.0
     ce_weight: float = 1.0  # the usual next-token cross-entropy
     kl_weight: float = 1.0  # T² · KL(teacher ‖ student) of the softened logits
@@ -270,8 +272,19 @@ def _validate_quant(q: QuantConfig, m: ModelConfig) -> None:
 
 
 def _validate_distill(d: DistillConfig) -> None:
-    if d.teacher is None:
+    _choice("distill.method", d.method, DISTILL_METHODS, "distill")
+    if d.method == "none":
+        if d.teacher is not None:
+            raise ConfigError(
+                "`distill.teacher` is set but distillation is off (distill.method=none); "
+                "pick a preset: distill=kl or distill=bitdistill"
+            )
         return
+    if not d.teacher:
+        raise ConfigError(
+            f"`distill.teacher` must be set for distill.method={d.method}: "
+            "distill.teacher=runs/<the FP twin run> (a run folder, checkpoint folder or Hub id)"
+        )
     _positive("distill.temperature", d.temperature, "distill")
     for key in ("ce_weight", "kl_weight", "hidden_weight", "attn_weight"):
         _positive(f"distill.{key}", getattr(d, key), "distill", allow_zero=True)
@@ -284,6 +297,14 @@ def to_dataclass(cfg: DictConfig | TrainConfig) -> TrainConfig:
     if isinstance(cfg, TrainConfig):
         out = cfg
     else:
+        # A `???` in a preset (e.g. conf/distill/kl.yaml's teacher) must be set; merging
+        # into the schema would otherwise keep the schema's default silently.
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(
+                f"`{missing[0]}` must be set (it is ??? in its conf/ file); override "
+                f"`{missing[0]}=...` on the command line"
+            )
         out = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg))
     validate(out)
     return out

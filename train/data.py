@@ -248,3 +248,18 @@ def micro_batch_rows(
     pos = global_positions(step, batch_size * world * grad_accum)
     start = (micro * world + rank) * batch_size
     return sample_indices(pos[start : start + batch_size], n, seed)
+
+
+def target_bytes(rows: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> int:
+    """UTF-8 bytes of the text of the target tokens of packed ``rows`` (all but position 0).
+
+    Special tokens (BOS/EOS) count as zero bytes. Decoding row by row can split a
+    multi-byte character at a row edge (counted as U+FFFD); negligible for real text.
+    """
+    total = 0
+    for row in np.asarray(rows):
+        text = tokenizer.decode(
+            row[1:].tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        total += len(text.encode("utf-8"))
+    return total

@@ -30,10 +30,18 @@ from ternlab.train.checkpoint import (
     save_checkpoint,
 )
 from ternlab.train.config import TrainConfig, to_dict
-from ternlab.train.data import PackedSplits, build_tokenizer, micro_batch_rows, prepare_data
+from ternlab.train.data import (
+    PackedSplits,
+    build_tokenizer,
+    micro_batch_rows,
+    prepare_data,
+    target_bytes,
+)
+from ternlab.train.distill import Distiller, load_teacher
 from ternlab.train.model import build_model, count_parameters
 from ternlab.train.optim import apply_weight_decay, build_optimizer, build_scheduler
 from ternlab.train.plot import plot_losses
+from ternlab.train.preempt import StopSignals
 from ternlab.train.tracking import MetricsFile, WandbRun, make_progress
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,8 @@ class TrainResult:
     val_loss: float
     history: list[float] = field(default_factory=list)
     is_main: bool = True  # False on the other processes of a distributed run
+    val_bpb: float = float("nan")  # held-out bits per byte of the last evaluation
+    stopped_by: str | None = None  # "SIGTERM"/"SIGINT": stopped early, checkpoint saved
 
 
 @dataclass
@@ -74,6 +84,8 @@ class _Run:
     step: int = 0  # optimizer steps done
     last_ckpt: Path | None = None
     lr: float = 0.0
+    distill: Distiller | None = None
+    eval_counts: tuple[int, int] | None = None  # (target tokens, their bytes) of the eval rows
 
 
 def _accelerator(cfg: TrainConfig) -> Accelerator:
@@ -100,9 +112,14 @@ def _setup(cfg: TrainConfig) -> _Run:
     lam = None
     if cfg.quant.method == "ternary":
         lam = QuantStrengthSchedule(cfg.quant.warmup_steps, cfg.quant.start)
-    return _Run(
+    run = _Run(
         cfg, acc, model, optimizer, scheduler, tokenizer, data, Path(cfg.trainer.output_dir), lam
     )
+    if cfg.distill.method != "none":
+        student = acc.unwrap_model(model)
+        teacher = load_teacher(cfg.distill, student.config.vocab_size, acc.device)
+        run.distill = Distiller(cfg.distill, teacher, student.config.num_attention_heads)
+    return run
 
 
 def _check_resumable(run: _Run, meta: dict, ckpt: Path) -> None:
@@ -145,6 +162,12 @@ def _forward_loss(run: _Run, x: torch.Tensor) -> torch.Tensor:
     return run.model(input_ids=x, labels=x, use_cache=False).loss
 
 
+def _train_loss(run: _Run, x: torch.Tensor) -> torch.Tensor:
+    if run.distill is not None:
+        return run.distill.loss(run.model, x)
+    return _forward_loss(run, x)
+
+
 def _accumulate_gradients(run: _Run) -> float:
     """Forward/backward every micro-batch of this step; returns the loss averaged over processes."""
     acc, t = run.acc, run.cfg.trainer
@@ -163,7 +186,7 @@ def _accumulate_gradients(run: _Run) -> float:
         # Gradients are all-reduced once, on the last micro-batch.
         sync = nullcontext() if micro == t.grad_accum - 1 else acc.no_sync(run.model)
         with sync:
-            loss = _forward_loss(run, _batch(run, run.data.train, rows)) / t.grad_accum
+            loss = _train_loss(run, _batch(run, run.data.train, rows)) / t.grad_accum
             if t.debug_nan_at_step == run.step + 1:
                 loss = loss * float("nan")
             acc.backward(loss)
@@ -205,6 +228,12 @@ def _nan_message(run: _Run, loss: float) -> str:
     )
 
 
+def _eval_rows(run: _Run, i: int) -> np.ndarray:
+    t, acc = run.cfg.trainer, run.acc
+    start = (i * acc.num_processes + acc.process_index) * t.batch_size
+    return np.arange(start, start + t.batch_size) % len(run.data.val)
+
+
 @torch.no_grad()
 def evaluate(run: _Run) -> float:
     """Mean validation loss over ``trainer.eval_batches`` batches (shared across processes)."""
@@ -212,11 +241,28 @@ def evaluate(run: _Run) -> float:
     run.model.eval()
     losses = []
     for i in range(t.eval_batches):
-        start = (i * acc.num_processes + acc.process_index) * t.batch_size
-        rows = np.arange(start, start + t.batch_size) % len(val)
-        losses.append(_forward_loss(run, _batch(run, val, rows)).float())
+        losses.append(_forward_loss(run, _batch(run, val, _eval_rows(run, i))).float())
     run.model.train()
     return float(acc.reduce(torch.stack(losses).mean(), reduction="mean"))
+
+
+def bits_per_byte(run: _Run, val_loss: float) -> float:
+    """Held-out bits per byte: ``val_loss`` (nats/token) × target tokens / their bytes / ln 2.
+
+    The counts cover exactly the rows :func:`evaluate` scores (every process's), so the
+    figure compares models with different tokenizers on the same text.
+    """
+    if run.eval_counts is None:
+        n_tok = n_bytes = 0
+        for i in range(run.cfg.trainer.eval_batches):
+            rows = run.data.val[np.sort(_eval_rows(run, i))]
+            n_tok += rows.shape[0] * (rows.shape[1] - 1)  # every position but the first is a target
+            n_bytes += target_bytes(rows, run.tokenizer)
+        counts = torch.tensor([n_tok, n_bytes], dtype=torch.float64, device=run.acc.device)
+        counts = run.acc.reduce(counts, reduction="sum")
+        run.eval_counts = (int(counts[0]), int(counts[1]))
+    n_tok, n_bytes = run.eval_counts
+    return val_loss * n_tok / max(n_bytes, 1) / math.log(2)
 
 
 def _save(run: _Run, loss: float) -> None:
@@ -269,13 +315,24 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if main:
         log.info(_describe(run))
     try:
-        result = _loop(run, metrics, wb)
+        with StopSignals() as stop:
+            result = _loop(run, metrics, wb, stop)
     except NonFiniteLossError as e:
         if metrics is not None:
             metrics.log({"step": run.step + 1, "error": str(e)})
         if wb is not None:
             wb.finish(exit_code=1)
         raise
+    if (
+        cfg.trainer.exact_match_examples > 0
+        and cfg.data.source == "arith"
+        and result.stopped_by is None
+        and main
+    ):
+        from ternlab.train.exact_match import arith_exact_match
+
+        em = arith_exact_match(run.acc.unwrap_model(run.model), run.tokenizer, cfg)
+        _emit(metrics, wb, {"step": run.step, **em})
     if wb is not None:
         wb.finish()
     if main and cfg.trainer.plot and metrics is not None:
@@ -309,11 +366,14 @@ def _emit(metrics: MetricsFile | None, wb: WandbRun | None, record: dict) -> Non
         wb.log(record, step=record["step"])
 
 
-def _loop(run: _Run, metrics: MetricsFile | None, wb: WandbRun | None) -> TrainResult:
+def _loop(
+    run: _Run, metrics: MetricsFile | None, wb: WandbRun | None, stop: StopSignals
+) -> TrainResult:
     t = run.cfg.trainer
     history: list[float] = []
     window: list[float] = []
-    loss = val = float("nan")
+    loss = val = bpb = float("nan")
+    stopped_by = None
     tick, tick_step = time.perf_counter(), run.step
     with make_progress(t.progress and run.acc.is_main_process) as bar:
         task = bar.add_task(
@@ -335,9 +395,31 @@ def _loop(run: _Run, metrics: MetricsFile | None, wb: WandbRun | None) -> TrainR
             bar.update(task, completed=run.step)
             if run.step % t.eval_every == 0 or run.step == t.max_steps:
                 val = evaluate(run)
-                _emit(metrics, wb, {"step": run.step, "val_loss": val})
-            if run.step % t.save_every == 0 or run.step == t.max_steps:
+                bpb = bits_per_byte(run, val)
+                _emit(metrics, wb, {"step": run.step, "val_loss": val, "val_bpb": bpb})
+            saved = run.step % t.save_every == 0 or run.step == t.max_steps
+            if saved:
                 _save(run, loss)
+            stopped_by = stop.agreed(run.acc)  # at the step boundary, on every process
+            if stopped_by is not None:
+                if not saved:
+                    _save(run, loss)
+                _emit(metrics, wb, {"step": run.step, "stopped_by": stopped_by})
+                log.warning(
+                    "%s: stopped at step %d, checkpoint %s; continue with trainer.resume=true",
+                    stopped_by,
+                    run.step,
+                    run.last_ckpt,
+                )
+                break
     return TrainResult(
-        run.out, run.step, run.last_ckpt, loss, val, history, run.acc.is_main_process
+        run.out,
+        run.step,
+        run.last_ckpt,
+        loss,
+        val,
+        history,
+        run.acc.is_main_process,
+        val_bpb=bpb,
+        stopped_by=stopped_by,
     )
