@@ -45,7 +45,10 @@ def bitnet_config(
         initializer_range=cfg.initializer_range,
         rms_norm_eps=cfg.rms_norm_eps,
         tie_word_embeddings=cfg.tie_word_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        # ``rope_theta`` works on both config APIs: transformers 4.x reads it as is, 5.x
+        # moves it into ``rope_parameters`` (passing only ``rope_parameters`` would be
+        # dropped silently by 4.x, which then uses its default base).
+        rope_theta=cfg.rope_theta,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
