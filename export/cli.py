@@ -51,8 +51,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_source(source: str) -> Path:
+    """The GGUF file or hf-packed folder ``source`` names (a path or a Hub id, downloaded)."""
+    from ternlab.hub import HubError, resolve
+
+    try:
+        src = resolve(source, "ternlab import")
+    except HubError as e:
+        raise ExportError(str(e)) from e
+    if src.is_dir() and not (src / "config.json").is_file():
+        ggufs = sorted(src.glob("*.gguf"))
+        if len(ggufs) != 1:
+            raise ExportError(
+                f"{src}: no config.json (hf-packed) and {len(ggufs)} .gguf files; give one "
+                "file: " + (", ".join(g.name for g in ggufs) or "none found")
+            )
+        return ggufs[0]
+    return src
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
-    src = Path(args.source)
+    src = import_source(args.source)
     progress = not args.quiet and sys.stderr.isatty()
     if src.is_dir():
         from ternlab.export.hf_packed import import_hf_packed
@@ -124,7 +143,10 @@ def add_export_commands(sub: argparse._SubParsersAction) -> None:
         description="Read a GGUF (i2_s, tq1_0, tq2_0, f16, q8_0) or an hf-packed folder "
         "into a ternlab checkpoint whose weights quantize to the same codes and scales.",
     )
-    p.add_argument("source", help="a .gguf file or an hf-packed folder")
+    p.add_argument(
+        "source",
+        help="a .gguf file, an hf-packed folder, or a Hub id (owner/name, downloaded and cached)",
+    )
     p.add_argument("-o", "--output", required=True, help="checkpoint folder to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_guard(_cmd_import))

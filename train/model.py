@@ -4,18 +4,17 @@
 ``BitLinear`` (latent full-precision weights, fake-quantized on the fly);
 ``quant.method=none`` keeps plain ``nn.Linear``: the full-precision baseline with
 the identical architecture. ``model.init_from`` starts from any pretrained
-Llama-like causal LM on disk instead (its own architecture is kept).
+Llama-like causal LM (a folder or a Hub id) instead (its own architecture is kept).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, BitNetConfig, BitNetForCausalLM, PreTrainedModel
 
 from ternlab.bitlinear import replace_linear
+from ternlab.hub import resolve
 from ternlab.train.config import ModelConfig, QuantConfig
 from ternlab.train.quant_scheme import quant_scheme, variant_key_values
 
@@ -68,9 +67,11 @@ def _vocab_size(cfg: ModelConfig, tokenizer_len: int) -> int:
 
 
 def _load_pretrained(path: str) -> PreTrainedModel:
-    if not Path(path).is_dir():
+    path = resolve(path, "model.init_from")  # a folder, or a Hub id downloaded (cached)
+    if not path.is_dir():
         raise FileNotFoundError(
-            f"model.init_from: no model folder at {path!r}; give a transformers causal LM folder"
+            f"model.init_from: no model folder at {str(path)!r}; give a transformers causal LM "
+            "folder or a Hub id (owner/name)"
         )
     # float32 latent weights: the optimizer and the fake quantizer both want full precision.
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

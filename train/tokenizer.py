@@ -12,7 +12,11 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from ternlab.hub import is_hub_id, resolve
+
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+#: The files of a Hub repository a tokenizer needs (not the weights).
+TOKENIZER_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -41,12 +45,13 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """Load a ``transformers`` tokenizer folder, with a clear error if it is missing."""
-    if not Path(path).exists():
+    """Load a ``transformers`` tokenizer folder or Hub id, with a clear error if it is missing."""
+    if not Path(path).exists() and not is_hub_id(path):
         raise FileNotFoundError(
-            f"data.tokenizer: no tokenizer folder at {path!r} (cwd {os.getcwd()}); "
-            "set data.tokenizer to a transformers tokenizer folder, or null to train a BPE"
+            f"data.tokenizer: no tokenizer folder at {path!r} (cwd {os.getcwd()}); set "
+            "data.tokenizer to a transformers tokenizer folder or Hub id, or null to train a BPE"
         )
+    path = str(resolve(path, "data.tokenizer", allow_patterns=TOKENIZER_PATTERNS))
     tok = AutoTokenizer.from_pretrained(path)
     if tok.eos_token is None:
         raise ValueError(f"data.tokenizer: the tokenizer at {path!r} has no eos_token; set one")
