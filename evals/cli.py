@@ -36,12 +36,29 @@ class FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFor
 def _guard(func):
     def run(args: argparse.Namespace) -> int:
         try:
+            _resolve_hub_ids(args)
             return func(args)
         except (FileNotFoundError, ValueError, KeyError, RuntimeError, PermissionError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
 
     return run
+
+
+def _resolve_hub_ids(args: argparse.Namespace) -> None:
+    """Model arguments that are Hub ids (owner/name) become their downloaded, cached folder."""
+    from ternlab.hub import resolve
+
+    for key in ("model", "baseline", "model_checkpoint", "baseline_checkpoint", "checkpoint"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and value and not Path(value).exists():
+            setattr(args, key, str(_one_gguf(resolve(value, f"ternlab eval {key}"))))
+
+
+def _one_gguf(folder: Path) -> Path:
+    """A downloaded GGUF repository's single .gguf file; a checkpoint folder as is."""
+    ggufs = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
+    return ggufs[0] if len(ggufs) == 1 and not (folder / "config.json").is_file() else folder
 
 
 def _command_line() -> str:

@@ -73,3 +73,11 @@ def test_cli_import_hub_id_offline(offline, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ternlab import: 'microsoft/bitnet-b1.58-2B-4T'" in err and "hf download" in err
     assert not (tmp_path / "c").exists()
+
+
+def test_eval_takes_hub_ids(offline, capsys):
+    from ternlab.cli import main
+
+    assert main(["eval", "ppl", "someone/model-gguf"]) == 1
+    err = capsys.readouterr().err
+    assert "ternlab eval model: 'someone/model-gguf'" in err and "hf download" in err
