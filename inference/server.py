@@ -113,8 +113,9 @@ class _Api:
                 "created": self.created, "owned_by": "ternlab"}]}  # fmt: skip
 
     def health(self) -> dict:
-        return {"status": "ok", "model": self.model_id, "version": __version__,
-                "n_ctx": self.engine.n_ctx} | self.scheduler.status()  # fmt: skip
+        return ({"status": "ok", "model": self.model_id, "version": __version__,
+                "n_ctx": self.engine.n_ctx, "n_vocab": self.engine.n_vocab}
+                | self.scheduler.status())  # fmt: skip
 
     def tokenizer_info(self) -> dict:
         tok = self.engine.tokenizer

@@ -1,0 +1,230 @@
+"""Load test of ``ternlab serve`` on loopback: 1 client against N concurrent clients.
+
+Starts ``ternlab serve`` as a child process (``--slots`` sequences decoded together),
+then for each client count runs that many threads, each sending ``--requests`` streamed
+``/v1/completions`` requests one after another (random token-id prompts of
+``--prompt-tokens``, greedy, ``--max-tokens`` each; no two prompts share a prefix).
+Reports per phase: aggregate completion tokens/s over the wall time, the decode rate
+(tokens after the first over the time after the first), request latency, time to first
+token and inter-token gaps (p50/p99), and failed requests. Writes JSON.
+
+    python benchmarks/serve_load.py --shape 2b --clients 1,8 -o serve_load.json
+    python benchmarks/serve_load.py -m model.gguf --slots 8 --ctx 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args: argparse.Namespace, model: str, port: int) -> subprocess.Popen:
+    main = "import sys; from ternlab.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", main, "serve", "-m", model, "--port", str(port),
+           "--slots", str(args.slots), "--ctx", str(args.ctx), "-t", str(args.threads),
+           "--queue", str(max(64, 2 * max(args.clients)))]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ternlab serve exited: {proc.stderr.read()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("ternlab serve did not come up in 600 s")
+
+
+def one_request(port: int, prompt: list[int], max_tokens: int) -> dict:
+    """A streamed completion; times of the request, the first and every later event."""
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                       "stream": True}).encode()  # fmt: skip
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        return {"ok": False, "error": f"HTTP {resp.status}: {resp.read()[:200]!r}"}
+    times, tokens, done = [], 0, False
+    for line in resp:
+        if not line.startswith(b"data: "):
+            continue
+        data = line[6:].strip()
+        if data == b"[DONE]":
+            done = True
+            break
+        ev = json.loads(data)
+        if "error" in ev:
+            return {"ok": False, "error": ev["error"]["message"]}
+        if ev["choices"][0]["text"]:
+            times.append(time.perf_counter())
+        if "usage" in ev:
+            tokens = ev["usage"]["completion_tokens"]
+    conn.close()
+    t1 = time.perf_counter()
+    if not done or not times:
+        return {"ok": False, "error": "the stream ended early"}
+    return {"ok": True, "tokens": tokens, "latency": t1 - t0, "ttft": times[0] - t0,
+            "gaps": list(np.diff(times)), "decode_s": times[-1] - times[0]}  # fmt: skip
+
+
+def phase(port: int, clients: int, requests: int, n_prompt: int, max_tokens: int, vocab: int,
+          rng: random.Random) -> dict:  # fmt: skip
+    prompts = [[[rng.randrange(vocab) for _ in range(n_prompt)] for _ in range(requests)]
+               for _ in range(clients)]  # fmt: skip
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        for p in prompts[i]:
+            try:
+                r = one_request(port, p, max_tokens)
+            except Exception as e:  # a failed request is a result, not a crash
+                r = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            with lock:
+                results.append(r)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ok = [r for r in results if r["ok"]]
+    tokens = sum(r["tokens"] for r in ok)
+    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else None  # noqa: E731
+    lat = [r["latency"] for r in ok]
+    ttft = [r["ttft"] for r in ok]
+    gaps = [g for r in ok for g in r["gaps"]]
+    rates = [(r["tokens"] - 1) / r["decode_s"] for r in ok if r["decode_s"] > 0]
+    return {
+        "clients": clients,
+        "requests": len(results),
+        "failed": len(results) - len(ok),
+        "errors": sorted({r["error"] for r in results if not r["ok"]})[:5],
+        "wall_s": wall,
+        "completion_tokens": tokens,
+        "tokens_per_s": tokens / wall,
+        # A sequence's decode rate after its first token (mean), and that times the clients.
+        "seq_decode_tokens_per_s": float(np.mean(rates)) if rates else None,
+        "aggregate_decode_tokens_per_s": float(np.mean(rates)) * clients if rates else None,
+        "latency_p50_s": pct(lat, 50),
+        "latency_p99_s": pct(lat, 99),
+        "ttft_p50_s": pct(ttft, 50),
+        "ttft_p99_s": pct(ttft, 99),
+        "token_gap_p50_ms": pct(gaps, 50) and pct(gaps, 50) * 1e3,
+        "token_gap_p99_ms": pct(gaps, 99) and pct(gaps, 99) * 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("-m", "--model", help="a GGUF file")
+    src.add_argument("--shape", help="a random GGUF of this shape (benchmarks/random_gguf.py)")
+    ap.add_argument("--type", default="i2_s", help="with --shape: the linear weights' type")
+    ap.add_argument("--embed-type", default="q6_k", help="with --shape: the head's type")
+    ap.add_argument("--arch", default="bitnet-b1.58", help="with --shape: the architecture")
+    ap.add_argument("--clients", default="1,8", help="client counts, comma-separated")
+    ap.add_argument("--requests", type=int, default=4, help="requests per client")
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--slots", type=int, default=8)
+    ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", default=None, help="write the JSON here too")
+    args = ap.parse_args(argv)
+    args.clients = [int(c) for c in args.clients.split(",")]
+    model = args.model
+    if args.shape:
+        sys.path.insert(0, str(HERE))
+        import random_gguf
+
+        shape = random_gguf.SHAPES[args.shape]
+        model = str(random_gguf.ensure_gguf(shape, args.type, args.embed_type, args.arch, 0))
+    port = free_port()
+    load = os.getloadavg()
+    proc = start_server(args, model, port)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/health")
+        vocab = json.loads(conn.getresponse().read())["n_vocab"]
+        rng = random.Random(args.seed)
+        one_request(port, [1] * args.prompt_tokens, 4)  # warm-up
+        phases = []
+        for c in args.clients:
+            r = phase(port, c, args.requests, args.prompt_tokens, args.max_tokens, vocab, rng)
+            print(json.dumps(r), file=sys.stderr)
+            phases.append(r)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    base = next((p for p in phases if p["clients"] == 1), None)
+    out = {
+        "benchmark": "serve_load",
+        "model": Path(model).name,
+        "machine": {
+            "cpu": cpu_name(),
+            "logical_cpus": os.cpu_count(),
+            "loadavg_at_start": load,
+        },  # fmt: skip
+        "server": {"slots": args.slots, "ctx": args.ctx, "threads": args.threads},
+        "workload": {
+            "requests_per_client": args.requests,
+            "prompt_tokens": args.prompt_tokens,
+            "max_tokens": args.max_tokens,
+            "greedy": True,
+            "stream": True,
+        },  # fmt: skip
+        "phases": phases,
+        "speedup_vs_1_client": {
+            str(p["clients"]): p["tokens_per_s"] / base["tokens_per_s"] for p in phases
+        }
+        if base
+        else None,  # fmt: skip
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0 if all(p["failed"] == 0 for p in phases) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
