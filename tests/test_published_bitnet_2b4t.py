@@ -62,6 +62,7 @@ def imported(replica, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # transformers' packed model on CPU: a few seconds
 def test_engine_logits_match_transformers(imported, ids, reference, tmp_path):
     from ternlab.inference import Engine
 
@@ -104,6 +105,7 @@ def test_import_export_import_is_exact(imported, tmp_path):
     assert n == 14
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("linear_class", ["autobitlinear", "bitlinear"])
 def test_transformers_runs_our_export(imported, ids, reference, tmp_path, linear_class):
     out = export_hf_packed(imported, tmp_path / "p", linear_class=linear_class)
