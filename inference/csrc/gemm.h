@@ -23,8 +23,14 @@ void gemv_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 
 void gemm3_scalar(const GemmArgs& a, int64_t o0, int64_t o1);  // the base-3 reference, any T
+// AVX2: the digits from compares and a pshufb lookup, see gemm_avx2.cpp.
+void gemv3_avx2(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemm3_avx2(const GemmArgs& a, int64_t o0, int64_t o1);
 // AVX-512 VBMI: the digits come from byte lookups (vpermi2b), see gemm_avx512.cpp.
 void gemv3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
+// NEON: the digits from compares and a vqtbl4q/vqtbx2q lookup, see gemm_neon.cpp.
+void gemv3_neon(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemm3_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab
