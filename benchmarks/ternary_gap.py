@@ -26,6 +26,8 @@ def _run(name: str, common: list[str], extra: list[str], runs: Path) -> dict:
     out = runs / name
     t0 = time.perf_counter()
     res = train(compose([*common, *extra, f"trainer.output_dir={out}"]))
+    if res.stopped_by is not None:  # SIGTERM/SIGINT: the run saved and stopped; so do we
+        raise SystemExit(f"{name}: stopped by {res.stopped_by} at step {res.steps}")
     return {
         "overrides": extra,
         "val_loss": res.val_loss,

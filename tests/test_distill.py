@@ -73,7 +73,9 @@ def test_attention_and_hidden_terms_join_the_loss():
     base = DistillConfig(method="kd", teacher="x", kl_weight=0.0)
     plain = Distiller(base, teacher, 4).loss(student, x)
     full = Distiller(
-        DistillConfig(method="kd", teacher="x", kl_weight=0.0, hidden_weight=1.0, attn_weight=1.0), teacher, 4
+        DistillConfig(method="kd", teacher="x", kl_weight=0.0, hidden_weight=1.0, attn_weight=1.0),
+        teacher,
+        4,
     )
     loss = full.loss(student, x)
     assert full.parts["attn"] > 0 and full.parts["hidden"] > 0
