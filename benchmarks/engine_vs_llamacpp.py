@@ -16,6 +16,12 @@ costs. Also: the memory read bandwidth (``_kernels.read_bandwidth``) and, for de
 effective bandwidth = weight bytes one token reads (every linear weight and the output
 head) x tokens/s, with its fraction of the measured read bandwidth.
 
+Peers: ``--peer NAME=PATH`` adds a llama.cpp-family binary's ``llama-bench`` (bitnet.cpp,
+ik_llama.cpp, a llama.cpp built for AVX2 only, ...) to the same sitting
+(``llama_bench_peer.py``); ``--baseline NAME`` picks the engine whose TQ2_0 the goals are
+judged against (default llama.cpp); ``--isa`` forces ternlab's kernels (``set_isa``), so an
+AVX2-only CPU can be approximated on a newer one beside a peer built for AVX2.
+
 Types (``--types``): ``i2_s``, ``tq2_0``, ``tq1_0``, ``f16``, ``q4_0`` with an F16 token
 embedding/head, and ``<type>+q8_0`` with a Q8_0 one. ternlab runs all but ``q4_0``,
 llama.cpp all but ``i2_s``.
@@ -44,6 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import random_gguf  # noqa: E402
+from llama_bench_peer import LlamaBenchRunner, PeerError, parse_peer  # noqa: E402
 
 DEFAULT_TYPES = ["i2_s", "tq2_0", "tq1_0", "f16", "q4_0", "i2_s+q8_0", "tq2_0+q8_0", "tq1_0+q8_0"]
 SUPPORTS = {
@@ -81,9 +88,11 @@ class TernlabRunner:
 
     name = "ternlab"
 
-    def __init__(self, path: Path, n_ctx: int, layout: str = "auto"):
+    def __init__(self, path: Path, n_ctx: int, layout: str = "auto", isa: str = "auto"):
         from ternlab.inference import _kernels
 
+        _kernels.set_isa(isa)  # before loading: the "auto" layout follows the ISA
+        self.isa = _kernels.current_isa()
         self.model = _kernels.Model(str(path), 1, n_ctx, layout)
         self.layout = self.model.layout
 
@@ -256,11 +265,20 @@ def read_bandwidth(threads: list[int], mib: int, reps: int) -> dict | None:
 # --- one type --------------------------------------------------------------------------
 
 
+def make_runner(engine: str, path: Path, args):
+    """The runner of ``engine`` (ternlab, llama.cpp or a ``--peer``) on one file."""
+    if engine == "ternlab":
+        return TernlabRunner(path, args.n_ctx, args.layout, args.isa)
+    if engine in args.peers:
+        return LlamaBenchRunner(engine, args.peers[engine], path, args.n_ctx)
+    return RUNNERS[engine](path, args.n_ctx)
+
+
 def run_type(name: str, args, tokens: dict, log) -> tuple[dict, list[dict]]:
     """Write or reuse the file of type ``name``, load the engines, measure every thread count."""
     wtype, embed = parse_type(name)
     shape = random_gguf.SHAPES[args.shape]
-    engines = [e for e in args.engines if SUPPORTS[e](wtype)]
+    engines = [e for e in args.engines if SUPPORTS[e](wtype)] + list(args.peers)
     if not engines:
         log(f"  {name}: skipped, none of {', '.join(args.engines)} runs {wtype}")
         return None, []
@@ -284,11 +302,11 @@ def run_type(name: str, args, tokens: dict, log) -> tuple[dict, list[dict]]:
     try:
         for e in engines:
             t0 = time.perf_counter()
-            runners[e] = (
-                TernlabRunner(path, args.n_ctx, args.layout)
-                if e == "ternlab"
-                else RUNNERS[e](path, args.n_ctx)
-            )
+            try:
+                runners[e] = make_runner(e, path, args)
+            except PeerError as err:  # a peer that cannot run this type: say so, go on
+                log(f"  {name}: {e} skipped: {err}")
+                continue
             load_s[e] = time.perf_counter() - t0
         n_gen = args.n_gen_f16 if wtype == "f16" else args.n_gen
         gen = tokens["gen"][:n_gen]
@@ -306,7 +324,8 @@ def run_type(name: str, args, tokens: dict, log) -> tuple[dict, list[dict]]:
                 layout = getattr(runners[e], "layout", None)
                 rows.append(
                     {"engine": e, "type": name, "threads": t, "load_s": load_s[e], **r,
-                     "other_cpu_cores": other, "layout": layout}
+                     "other_cpu_cores": other, "layout": layout,
+                     "isa": getattr(runners[e], "isa", None)}
                 )  # fmt: skip
     finally:
         for r in runners.values():
@@ -348,32 +367,42 @@ def _ratio(a: dict, b: dict) -> dict:
 
 
 def ratios(rows: list[dict]) -> dict:
-    """ternlab / llama.cpp tokens/s: on the same file, and against llama.cpp's TQ2_0."""
+    """ternlab / peer tokens/s for every other engine: on the same file, and against the
+    peer's TQ2_0. The top-level keys are llama-cpp-python's llama.cpp, as before peers."""
     idx = _index(rows)
-    same, vs_tq2 = [], []
-    for (engine, typ, t), row in sorted(idx.items(), key=lambda kv: (kv[0][2], kv[0][1])):
-        if engine != "ternlab":
-            continue
-        other = idx.get(("llama.cpp", typ, t))
-        if other:
-            same.append({"type": typ, "threads": t, **_ratio(row, other)})
-        base = idx.get(("llama.cpp", "tq2_0", t))
-        if base:
-            vs_tq2.append({"type": typ, "threads": t, **_ratio(row, base)})
-    return {"same_type": same, "vs_llamacpp_tq2_0": vs_tq2}
+    by_peer = {}
+    for peer in sorted({r["engine"] for r in rows} - {"ternlab"}):
+        same, vs_tq2 = [], []
+        for (engine, typ, t), row in sorted(idx.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+            if engine != "ternlab":
+                continue
+            other = idx.get((peer, typ, t))
+            if other:
+                same.append({"type": typ, "threads": t, **_ratio(row, other)})
+            base = idx.get((peer, "tq2_0", t))
+            if base:
+                vs_tq2.append({"type": typ, "threads": t, **_ratio(row, base)})
+        by_peer[peer] = {"same_type": same, "vs_tq2_0": vs_tq2}
+    lcpp = by_peer.get("llama.cpp", {})
+    return {
+        "same_type": lcpp.get("same_type", []),
+        "vs_llamacpp_tq2_0": lcpp.get("vs_tq2_0", []),
+        "by_peer": by_peer,
+    }
 
 
-def goals(rows: list[dict], threads: list[int]) -> dict:
-    """The issue's targets, at each thread count, from ternlab's ternary types."""
+def goals(rows: list[dict], threads: list[int], baseline: str = "llama.cpp") -> dict:
+    """The issue's targets, at each thread count, from ternlab's ternary types, against
+    ``baseline``'s TQ2_0 (the keys keep the name llama.cpp: it is one of its builds)."""
     idx = _index(rows)
-    out = {"targets": GOALS, "per_threads": {}}
+    out = {"targets": GOALS, "baseline": baseline, "per_threads": {}}
     for t in threads:
         ours = [
             r
             for r in rows
             if r["engine"] == "ternlab" and r["threads"] == t and not r["type"].startswith("f16")
         ]
-        base = idx.get(("llama.cpp", "tq2_0", t))
+        base = idx.get((baseline, "tq2_0", t))
         if not ours:
             continue
         g: dict = {}
@@ -505,7 +534,8 @@ def print_tables(report: dict) -> None:
         + ", ".join(f"{v:.1f} GB/s at {t} thread(s)" for t, v in bw.items())
     )
     idx = _index(report["results"])
-    tab = Table(title="pp / tg tokens/s (medians), decode bandwidth")
+    ref = report["goals"].get("baseline", "llama.cpp")
+    tab = Table(title=f"pp / tg tokens/s (medians), decode bandwidth; ratios against {ref}")
     for col in (
         "type",
         "threads",
@@ -524,8 +554,8 @@ def print_tables(report: dict) -> None:
     ):
         tab.add_column(col, justify="left" if col in ("type", "engine") else "right")
     for r in report["results"]:
-        same = idx.get(("llama.cpp", r["type"], r["threads"]))
-        base = idx.get(("llama.cpp", "tq2_0", r["threads"]))
+        same = idx.get((ref, r["type"], r["threads"]))
+        base = idx.get((ref, "tq2_0", r["threads"]))
         mine = r["engine"] == "ternlab"
         rs = _ratio(r, same) if mine and same else None
         rb = _ratio(r, base) if mine and base else None
@@ -622,7 +652,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="ternlab's in-memory ternary layout (auto: the fastest on this CPU)",
     )
-    ap.add_argument("--skip-llamacpp", action="store_true")
+    ap.add_argument(
+        "--isa",
+        default="auto",
+        help="ternlab's kernels (scalar, avx2, avx512, avx512vbmi, neon; auto: the best)",
+    )
+    ap.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also time this llama-bench binary (bitnet.cpp, ik_llama.cpp, another "
+        "llama.cpp build) in the same sitting; repeatable",
+    )
+    ap.add_argument(
+        "--baseline",
+        default="llama.cpp",
+        help="engine whose TQ2_0 the goals and the table's ratios are judged against "
+        "(llama.cpp or a --peer NAME)",
+    )
+    ap.add_argument("--skip-llamacpp", action="store_true", help="no llama-cpp-python")
     ap.add_argument("--skip-ternlab", action="store_true", help="llama.cpp only")
     ap.add_argument("-o", "--out", default="bench-results/engine_vs_llamacpp.json")
     ap.add_argument("--no-table", action="store_true")
@@ -638,8 +687,14 @@ def main(argv: list[str] | None = None) -> int:
     skip = {"ternlab": args.skip_ternlab, "llama.cpp": args.skip_llamacpp}
     args.engines = [e for e in ENGINES if not skip[e]]
     args.waited_s = 0.0
-    if not args.engines:
+    try:
+        args.peers = dict(parse_peer(spec) for spec in args.peer)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
+    if not args.engines and not args.peers:
         raise SystemExit("--skip-ternlab and --skip-llamacpp together leave nothing to measure")
+    if args.baseline not in [*args.engines, *args.peers]:
+        raise SystemExit(f"--baseline {args.baseline!r} is not measured in this run")
     return run(args, types)
 
 
@@ -677,7 +732,8 @@ def run(args, types: list[str]) -> int:
         "n_ctx": args.n_ctx,
         "repetitions": args.reps,
         "threads": args.threads,
-        "engines": args.engines,
+        "engines": args.engines + list(args.peers),
+        "peers": {name: str(path) for name, path in args.peers.items()},
         "types": types,
         "machine": machine_info(),
         "read_bandwidth_gbs": bw,
@@ -687,7 +743,7 @@ def run(args, types: list[str]) -> int:
         "files": files,
         "results": rows,
         "ratios": ratios(rows),
-        "goals": goals(rows, args.threads),
+        "goals": goals(rows, args.threads, args.baseline),
         "wall_s": time.perf_counter() - start,
         "waited_s": args.waited_s,  # of wall_s, waiting for a quiet machine (--max-wait)
     }

@@ -3,6 +3,7 @@ derives agree with the file and the measured speeds. Also the random-weight file
 ``_kernels.read_bandwidth`` (timings themselves are not checked)."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import engine_vs_llamacpp as bench  # noqa: E402
+import llama_bench_peer as peer  # noqa: E402
 import random_gguf  # noqa: E402
 
 from ternlab.export.codec import decode_float, decode_ternary  # noqa: E402
@@ -22,11 +24,11 @@ TOP_KEYS = {
     "benchmark", "timestamp", "shape", "arch", "seed", "n_prompt", "n_gen", "n_gen_f16",
     "n_ctx", "repetitions", "threads", "engines", "types", "machine", "read_bandwidth_gbs",
     "read_bandwidth_gbs_runs", "load_average", "files", "results", "ratios", "goals", "wall_s",
-    "waited_s",
+    "waited_s", "peers",
 }  # fmt: skip
 ROW_KEYS = {"engine", "type", "threads", "load_s", "pp", "tg", "decode_gbs", "decode_bw_fraction",
             "decode_read_gbs", "decode_read_bw_fraction", "other_cpu_cores",
-            "layout"}  # fmt: skip
+            "layout", "isa"}  # fmt: skip
 PHASE_KEYS = {"n_tokens", "tokens_per_s", "tokens_per_s_runs", "ms_per_token", "seconds_runs"}
 MACHINE_KEYS = {"cpu", "logical_cpus", "isa_flags", "memory_bytes", "platform", "python", "numpy"}
 
@@ -52,7 +54,7 @@ def test_report_has_every_field(report):
     assert set(report) == TOP_KEYS
     assert MACHINE_KEYS <= set(report["machine"])
     assert {"ternlab_isa", "llama_cpp_python", "llama_cpp_system_info"} <= set(report["machine"])
-    assert report["engines"] == ["ternlab", "llama.cpp"]
+    assert report["engines"] == ["ternlab", "llama.cpp"] and report["peers"] == {}
     assert set(report["read_bandwidth_gbs"]) == {"1", "2"}
     assert all(v > 0 for v in report["read_bandwidth_gbs"].values())
     # ternlab runs tq2_0 and i2_s, llama.cpp tq2_0 and q4_0; each at 1 and 2 threads.
@@ -100,7 +102,9 @@ def test_derived_figures_follow_from_files_and_speeds(report):
         assert r["decode_gbs"] == pytest.approx(total * tps / 1e9)
         assert r["decode_bw_fraction"] == pytest.approx(r["decode_gbs"] / bw[str(r["threads"])])
         if r["engine"] == "ternlab":
-            assert r["layout"] in ("bits2", "base3")
+            assert (
+                r["layout"] in ("bits2", "base3") and r["isa"] == report["machine"]["ternlab_isa"]
+            )
             read = files[r["type"]]["engine_bytes_per_token"][r["layout"]]["total"]
         else:
             assert r["layout"] is None
@@ -120,6 +124,11 @@ def test_ratios_and_goals(report):
         for p in ("pp", "tg"):
             mine = idx[("ternlab", t, n)][p]["tokens_per_s"]
             assert x[p] == pytest.approx(mine / idx[("llama.cpp", "tq2_0", n)][p]["tokens_per_s"])
+    assert report["ratios"]["by_peer"]["llama.cpp"] == {
+        "same_type": report["ratios"]["same_type"],
+        "vs_tq2_0": report["ratios"]["vs_llamacpp_tq2_0"],
+    }
+    assert report["goals"]["baseline"] == "llama.cpp"
     for n in ("1", "2"):
         g = report["goals"]["per_threads"][n]
         assert set(g) == {"decode_bandwidth", "tg_vs_llamacpp_tq2_0", "pp_vs_llamacpp_tq2_0"}
@@ -181,3 +190,57 @@ def test_read_bandwidth_rejects_bad_arguments(args, match):
 
     with pytest.raises(ValueError, match=match):
         _kernels.read_bandwidth(*args)
+
+
+# --- peers: a llama.cpp-family llama-bench binary ---------------------------------------
+
+
+def test_peer_must_be_an_executable(tmp_path):
+    not_exec = tmp_path / "llama-bench"
+    not_exec.write_text("")
+    for spec in (str(tmp_path / "missing"), f"fork={not_exec}"):
+        with pytest.raises(ValueError, match="is not an executable file"):
+            peer.parse_peer(spec)
+    not_exec.chmod(0o755)
+    assert peer.parse_peer(f"bitnet.cpp={not_exec}") == ("bitnet.cpp", not_exec)
+    with pytest.raises(ValueError, match="the name 'llama.cpp' is taken"):
+        peer.parse_peer(f"llama.cpp={not_exec}")
+    with pytest.raises(SystemExit, match="--baseline 'fork' is not measured"):
+        bench.main(["--baseline", "fork", "--types", "tq2_0"])
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("build: 1234 (abc)", "printed no JSON"),
+        ('{"n_prompt": 8}', "not a list of tests"),
+        ('[{"n_prompt": 0, "n_gen": 8, "avg_ns": 5}]', "no test with n_prompt=8, n_gen=0"),
+        ('[{"n_prompt": 8, "n_gen": 0}]', "has no avg_ns"),
+    ],
+)
+def test_peer_output_that_is_not_llama_bench_json_is_an_error(text, match):
+    with pytest.raises(peer.PeerError, match=match):
+        peer.parse_llama_bench_json(text, 8, 0)
+
+
+@pytest.mark.slow
+def test_peer_llama_bench_on_path(tmp_path):
+    """A real llama-bench (any llama.cpp build on PATH) timed beside ternlab as a peer."""
+    binary = shutil.which("llama-bench")
+    if binary is None:
+        pytest.skip(
+            "no llama-bench on PATH (build one from llama.cpp: see docs/engine-benchmarks.md)"
+        )
+    out = tmp_path / "r.json"
+    argv = ["--shape", "small", "--types", "tq2_0", "--threads", "1", "--reps", "2",
+            "--n-prompt", "16", "--n-gen", "8", "--bandwidth-mib", "64", "--skip-llamacpp",
+            "--peer", f"lb={binary}", "--baseline", "lb", "--cache-dir", str(tmp_path / "c"),
+            "-o", str(out), "--no-table"]  # fmt: skip
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["engines"] == ["ternlab", "lb"] and report["goals"]["baseline"] == "lb"
+    row = next(r for r in report["results"] if r["engine"] == "lb")
+    assert row["tg"]["tokens_per_s"] > 0 and len(row["pp"]["tokens_per_s_runs"]) == 2
+    (same,) = report["ratios"]["by_peer"]["lb"]["same_type"]
+    mine = next(r for r in report["results"] if r["engine"] == "ternlab")
+    assert same["tg"] == pytest.approx(mine["tg"]["tokens_per_s"] / row["tg"]["tokens_per_s"])
