@@ -166,7 +166,11 @@ class Scheduler:
             if p is not None and not p.cancelled and p.decoder is None and p.reading:
                 waiting.append(job)  # start from the parent's cache once it has one
                 continue
-            self._place(job)
+            try:
+                self._place(job)
+            except Exception as e:  # never let one request stop the scheduler
+                job.cancelled = True
+                job.events.put((job.index, "error", f"{type(e).__name__}: {e}"))
         self.pending.extendleft(reversed(waiting))
 
     def _place(self, job: Job) -> None:

@@ -158,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
     api: _Api
     server_version = f"ternlab/{__version__}"
     protocol_version = "HTTP/1.1"
+    # Seconds a socket read or write may block: an idle keep-alive connection, a body
+    # that never arrives or a streaming client that stopped reading frees its thread.
+    timeout = 120
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
@@ -195,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, str(e), "invalid_request_error", e.param)
         except HttpError as e:
             self._error(e.status, str(e), e.kind)
-        except (BrokenPipeError, ConnectionResetError, _ClientGone):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, _ClientGone):
             self.close_connection = True  # the client went away; its jobs are cancelled
         except Exception as e:  # the engine failed (e.g. non-finite activations)
             self._error(500, f"{type(e).__name__}: {e}", "server_error")
@@ -281,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._chunk(plan, rid, c.delta("", [], c.finish), extra)
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, _ClientGone):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, _ClientGone):
             raise
         except Exception as e:
             # Headers are gone: report the failure in the stream itself.

@@ -331,3 +331,24 @@ def test_tokenizer_endpoints(url, eng):
     info = json.loads(_request(url, "/tokenizer_info")[2])
     assert info["eos_token"] == eng.tokenizer.token_text(eng.eos_id)
     assert _post(url, "/tokenize", {"text": "x"})[0] == 400
+
+
+def test_ternlab_serve_takes_slots_and_context(tmp_path_factory):
+    import re
+    import subprocess
+    import sys
+
+    path = engine_model(tmp_path_factory)[0]
+    main = "import sys; from ternlab.cli import main; sys.exit(main())"
+    args = ["serve", "-m", str(path), "--slots", "2", "--ctx", "64", "--port", "0", "-t", "1"]
+    cmd = [sys.executable, "-c", main, *args]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"http://([\d.]+):(\d+)/v1, 2 slot\(s\) of 64 tokens", line)
+        assert m, line
+        health = _health(f"http://{m[1]}:{m[2]}")
+        assert (health["slots"], health["n_ctx"]) == (2, 64)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
