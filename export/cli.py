@@ -74,9 +74,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     src = import_source(args.source)
     progress = not args.quiet and sys.stderr.isatty()
     if src.is_dir():
-        from ternlab.export.hf_packed import import_hf_packed
+        from ternlab.export.ckpt_writer import write_checkpoint
+        from ternlab.export.families import read_folder
 
-        imported = import_hf_packed(src, args.output)
+        imported = read_folder(src)  # hf-packed or a 1bitLLM latent folder
+        write_checkpoint(args.output, imported)
     else:
         from ternlab.export.gguf_import import import_gguf
 
@@ -145,7 +147,8 @@ def add_export_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "source",
-        help="a .gguf file, an hf-packed folder, or a Hub id (owner/name, downloaded and cached)",
+        help="a .gguf file, an hf-packed or 1bitLLM folder, or a Hub id (owner/name, downloaded "
+        "and cached)",
     )
     p.add_argument("-o", "--output", required=True, help="checkpoint folder to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

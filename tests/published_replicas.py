@@ -154,3 +154,90 @@ def bitnet_2b4t_bf16(out: Path, seed: int = 0) -> Path:
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return out
+
+
+def llama2_tokenizer(out: Path, vocab_size: int = 700):
+    """A tiny Llama 1/2 style tokenizer (what transformers converts ``tokenizer.model`` into):
+    BPE with byte fallback (``<0x00>``…``<0xFF>``), ``▁`` for spaces, ``<unk> <s> </s>`` at
+    ids 0-2, BOS added; 1bitLLM's ``<pad>`` appended after the BPE ids (its id 32000)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>"]
+    norm = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    scratch = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    scratch.normalizer = norm
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 256, special_tokens=specials, limit_alphabet=120,
+        show_progress=False,
+    )  # fmt: skip
+    scratch.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    learned = json.loads(scratch.to_str())["model"]
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for t, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(t, len(vocab))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = norm
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+         decoders.Strip(" ", 1, 0)]
+    )  # fmt: skip
+    tok.add_special_tokens(specials + ["<pad>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<pad>",
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(out)
+    return fast
+
+
+def onebitllm_config(vocab_size: int, pad: int) -> dict:
+    """1bitLLM/bitnet_b1_58-large's ``config.json`` (its keys and values), shapes shrunk."""
+    return {
+        "architectures": ["BitnetForCausalLM"],
+        "attention_bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": 128,
+        "initializer_range": 0.02,
+        "input_bits": 8,
+        "intermediate_size": 256,
+        "max_position_embeddings": 2048,
+        "model_type": "llama",
+        "num_attention_heads": 2,
+        "num_hidden_layers": 2,
+        "num_key_value_heads": 2,
+        "pad_token_id": pad,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float16",
+        "use_cache": True,
+        "vocab_size": vocab_size,
+        "weight_bits": 1,
+    }
+
+
+def onebitllm_latent(out: Path, seed: int = 0) -> Path:
+    """A 1bitLLM folder: float16 latent weights under 1bitLLM's names, quantized at run time."""
+    tok = llama2_tokenizer(out)
+    config = onebitllm_config(len(tok), tok.pad_token_id)
+    bitnet = {**config, "model_type": "bitnet"}
+    for k in ("architectures", "weight_bits", "input_bits", "pretraining_tp"):
+        del bitnet[k]
+    state = {}
+    for name, w in _latent_state(bitnet, seed).items():
+        name = name.replace("self_attn.attn_sub_norm", "self_attn.inner_attn_ln")
+        name = name.replace("mlp.ffn_sub_norm", "mlp.ffn_layernorm")
+        state[name] = w.to(torch.float16)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, BitNetConfig, BitNetForCausalLM, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    BitNetConfig,
+    BitNetForCausalLM,
+    PreTrainedModel,
+)
 
 from ternlab.bitlinear import replace_linear
 from ternlab.hub import resolve
@@ -73,8 +79,20 @@ def _load_pretrained(path: str) -> PreTrainedModel:
             f"model.init_from: no model folder at {str(path)!r}; give a transformers causal LM "
             "folder or a Hub id (owner/name)"
         )
+    config = AutoConfig.from_pretrained(path)
+    qc = getattr(config, "quantization_config", None) or {}
+    if qc.get("quant_method") == "bitnet":
+        if qc.get("quantization_mode") != "online":
+            raise ValueError(
+                f"model.init_from: {path} is a packed ternary folder (quantization_config "
+                "quant_method 'bitnet', offline); import it first: `ternlab import "
+                f"{path} -o CKPT`, then model.init_from=CKPT"
+            )
+        # A ternary checkpoint's latent weights: plain nn.Linear here, so that ternlab's
+        # BitLinear (and its λ schedule) replaces them, not transformers' AutoBitLinear.
+        del config.quantization_config
     # float32 latent weights: the optimizer and the fake quantizer both want full precision.
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32)
 
 
 def build_model(cfg: ModelConfig, quant: QuantConfig, tokenizer) -> PreTrainedModel:
