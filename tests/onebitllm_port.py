@@ -44,7 +44,9 @@ class BitLinear(nn.Linear):
 
     def forward(self, input):
         quant_input = input + (activation_quant(input, self.input_bits) - input).detach()
-        quant_weight = self.weight + (weight_quant(self.weight, self.weight_bits) - self.weight).detach()  # noqa: E501
+        quant_weight = (
+            self.weight + (weight_quant(self.weight, self.weight_bits) - self.weight).detach()
+        )
         out = nn.functional.linear(quant_input, quant_weight)
         if self.bias is not None:
             out += self.bias.view(1, -1).expand_as(out)
