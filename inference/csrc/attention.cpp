@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "attention_kernels.h"
@@ -103,12 +104,19 @@ const AttentionKernels& attention_kernels(int64_t head_dim) {
 #if defined(__x86_64__) || defined(__i386__)
     if (kernels().avx2 && head_dim % 8 == 0) return kAttentionAvx2;
 #endif
+#if defined(__aarch64__)
+    if (std::strcmp(kernels().name, "neon") == 0 && head_dim % 4 == 0) return kAttentionNeon;
+#endif
     (void)head_dim;
     return kAttentionScalar;
 }
 
 const char* attention_kernel_isa(int64_t head_dim) {
-    return &attention_kernels(head_dim) == &kAttentionScalar ? "scalar" : "avx2";
+    const AttentionKernels* k = &attention_kernels(head_dim);
+#if defined(__aarch64__)
+    if (k == &kAttentionNeon) return "neon";
+#endif
+    return k == &kAttentionScalar ? "scalar" : "avx2";
 }
 
 }  // namespace ternlab

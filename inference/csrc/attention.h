@@ -34,7 +34,7 @@ void attention_batch(const AttentionArgs* a, int64_t n, int threads);
 // Scratch floats attention() needs for `threads` threads.
 int64_t attention_scratch_floats(int threads, int64_t n_ctx);
 
-// Which attention kernels the current ISA (dispatch.h) uses: "avx2" or "scalar".
+// Which attention kernels the current ISA (dispatch.h) uses: "avx2", "neon" or "scalar".
 const char* attention_kernel_isa(int64_t head_dim);
 
 }  // namespace ternlab

@@ -3,8 +3,9 @@
 // streaming: K as [position][head_dim] and V transposed, [head_dim][position],
 // per KV head, so both products read contiguous memory, and each cached value
 // is read once for the whole group (long-context decoding is bound by reading
-// the cache, not by arithmetic). A scalar reference and AVX2 + FMA versions
-// (attention_avx2.cpp), chosen at run time with the ternary kernels' ISA; they
+// the cache, not by arithmetic). A scalar reference, AVX2 + FMA versions
+// (attention_avx2.cpp) and NEON ones (attention_neon.cpp), chosen at run time
+// with the ternary kernels' ISA; they
 // agree to float32 rounding (different summation order), and each is
 // deterministic.
 #pragma once
@@ -31,6 +32,9 @@ struct AttentionKernels {
 extern const AttentionKernels kAttentionScalar;
 #if defined(__x86_64__) || defined(__i386__)
 extern const AttentionKernels kAttentionAvx2;  // needs hd % 8 == 0 and AVX2 + FMA
+#endif
+#if defined(__aarch64__)
+extern const AttentionKernels kAttentionNeon;  // needs hd % 4 == 0 (attention_neon.cpp)
 #endif
 // The kernels for head_dim under the current ISA (attention.cpp).
 const AttentionKernels& attention_kernels(int64_t head_dim);

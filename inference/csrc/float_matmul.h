@@ -68,14 +68,14 @@ struct FloatGemmArgs {
 using FloatKernel = void (*)(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 struct FloatKernelTable {
-    const char* name;                    // "scalar", "avx2", "avx512"
+    const char* name;                    // "scalar", "avx2", "avx512", "neon"
     FloatKernel gemv[kNumFloatFormats];  // T == 1: weights streamed, converted in registers
     FloatKernel gemm[kNumFloatFormats];  // any T: rows converted once into a panel, reused
 };
 
 // The table for the ISA the ternary kernels use (dispatch.h current_isa()):
-// set_isa switches both. An ISA without float kernels (neon), or a CPU with
-// AVX2 but no F16C, gets the scalar reference.
+// set_isa switches both. neon has SIMD kernels for Q6_K only (the scalar
+// reference for the rest); a CPU with AVX2 but no F16C gets the scalar reference.
 const FloatKernelTable& float_kernels();
 // The table of one ISA name, or nullptr when this CPU or build cannot run it.
 const FloatKernelTable* float_kernel_table(const char* isa);
@@ -112,5 +112,7 @@ void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemv_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q6k_int8_neon.cpp
+void float_gemm_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

@@ -39,6 +39,17 @@ bool has_f16c() {
 }
 #endif
 
+#if TERNLAB_NEON
+// Only Q6_K has NEON kernels (integer, bit-identical with the reference); the
+// other formats take the scalar reference.
+const FloatKernelTable kNeon{
+    "neon",
+    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar,
+     float_gemv_q6_k_neon},
+    {float_matmul_f32_scalar, float_matmul_f16_scalar, float_matmul_q8_0_scalar,
+     float_gemm_q6_k_neon}};
+#endif
+
 }  // namespace
 
 const FloatKernelTable* float_kernel_table(const char* isa) {
@@ -50,6 +61,9 @@ const FloatKernelTable* float_kernel_table(const char* isa) {
     if (std::strcmp(isa, "avx2") == 0) return f16c && kernel_table("avx2") ? &kAvx2 : nullptr;
     if (std::strcmp(isa, "avx512") == 0 || std::strcmp(isa, "avx512vbmi") == 0)
         return f16c && kernel_table(isa) ? &kAvx512 : nullptr;  // vbmi adds ternary kernels only
+#endif
+#if TERNLAB_NEON
+    if (std::strcmp(isa, "neon") == 0) return kernel_table(isa) ? &kNeon : nullptr;
 #endif
     return nullptr;
 }
