@@ -9,18 +9,28 @@
 
 Both graphs use attention and FFN sub-norms, NEOX RoPE, ``n_head * head_dim ==
 hidden_size`` and no biases.
+
+* ``llama`` (llama.cpp ``LLM_ARCH_LLAMA``, ternlab's engine): a Llama checkpoint
+  (``model_type: llama``: HF1BitLLM's Llama3-8B-1.58, Falcon-E, a QAT run from a
+  Llama), ternary or not. No sub-norms; SiLU; an untied head is ``output.weight``.
+  Its RoPE rotates interleaved pairs, so q/k rows are permuted as llama.cpp's
+  converter does (:func:`gguf_rows`); ternary codes are permuted after quantizing,
+  which keeps codes and scale exact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ternlab.export.codec import FLOAT_TYPES, TERNARY_TYPES
 from ternlab.export.errors import ExportError
 from ternlab.export.source import Checkpoint
 
 ARCH_BY_ACT = {"silu": "bitnet", "relu2": "bitnet-b1.58"}
-RUNTIME = {"bitnet": "llama.cpp / bitnet.cpp", "bitnet-b1.58": "bitnet.cpp"}
+RUNTIME = {"bitnet": "llama.cpp / bitnet.cpp", "bitnet-b1.58": "bitnet.cpp", "llama": "llama.cpp"}
+MODEL_TYPES = ("bitnet", "llama")
 
 
 @dataclass(frozen=True)
@@ -35,10 +45,11 @@ class Plan:
 def plan_export(ckpt: Checkpoint, qtype: str, embed_type: str = "f16") -> Plan:
     """Check that ``ckpt`` can be exported as ``qtype`` and pick its architecture."""
     where = f"{ckpt.path}/config.json"
-    if ckpt.config.get("model_type") != "bitnet":
+    model_type = ckpt.config.get("model_type")
+    if model_type not in MODEL_TYPES:
         raise ExportError(
-            f"{where}: model_type={ckpt.config.get('model_type')!r} is not supported; ternlab "
-            "exports BitNet models (model_type 'bitnet') trained by ternlab"
+            f"{where}: model_type={model_type!r} is not supported; ternlab exports BitNet "
+            "(model_type 'bitnet') and Llama ('llama') checkpoints"
         )
     _refuse_quant_variant(ckpt, where)
     if qtype in TERNARY_TYPES and not ckpt.ternary:
@@ -55,7 +66,9 @@ def plan_export(ckpt: Checkpoint, qtype: str, embed_type: str = "f16") -> Plan:
         raise ExportError(f"--type {qtype}: choose one of i2_s, tq1_0, tq2_0, f16, q8_0")
     if embed_type not in ("f16", "q8_0", "q6_k"):
         raise ExportError(f"--embed-type {embed_type}: choose f16, q8_0 or q6_k")
-    arch = ARCH_BY_ACT.get(ckpt.hidden_act)
+    arch = "llama" if model_type == "llama" else ARCH_BY_ACT.get(ckpt.hidden_act)
+    if arch == "llama" and ckpt.hidden_act != "silu":
+        raise ExportError(f"{where}: hidden_act={ckpt.hidden_act!r}; the llama graph needs silu")
     if arch is None:
         raise ExportError(
             f"{where}: hidden_act={ckpt.hidden_act!r}: no GGUF runtime computes this FFN "
@@ -104,5 +117,45 @@ def _check_shape(ckpt: Checkpoint, where: str, arch: str) -> None:
             "token_embd as the output head and would drop lm_head; train with "
             "model.tie_word_embeddings=true"
         )
-    if c.get("attention_bias"):
-        raise ExportError(f"{where}: attention_bias=true; the bitnet graphs have no biases")
+    for key in ("attention_bias", "mlp_bias"):
+        if c.get(key):
+            raise ExportError(f"{where}: {key}=true; the {arch} graph has no biases")
+    if arch == "llama":
+        _check_llama(ckpt, where)
+
+
+def _check_llama(ckpt: Checkpoint, where: str) -> None:
+    c = ckpt.config
+    rope = c.get("rope_scaling") or c.get("rope_parameters") or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise ExportError(
+            f"{where}: RoPE scaling {rope.get('rope_type', rope.get('type'))!r}; the engine "
+            "runs plain RoPE only (a rope_freqs tensor is not written)"
+        )
+    subs = [n for n in ckpt.state if "sub_norm" in n]
+    if subs:
+        raise ExportError(
+            f"{where}: model_type 'llama' but the weights have BitNet sub-norms ({subs[0]}); "
+            "set model_type 'bitnet' (architectures BitNetForCausalLM)"
+        )
+
+
+def llama_permute(rows: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's ``LlamaModel.permute``: rotate-half pairs -> interleaved pairs, per head."""
+    return (
+        rows.reshape(n_head, 2, rows.shape[0] // n_head // 2, *rows.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(rows.shape)
+    )
+
+
+def gguf_rows(ckpt: Checkpoint, plan: Plan, name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` (a tensor's values or codes) in the row order the GGUF stores for ``plan.arch``."""
+    if plan.arch != "llama":
+        return a
+    n_head = ckpt.config["num_attention_heads"]
+    if name.endswith("self_attn.q_proj.weight"):
+        return llama_permute(a, n_head)
+    if name.endswith("self_attn.k_proj.weight"):
+        return llama_permute(a, ckpt.config.get("num_key_value_heads") or n_head)
+    return a

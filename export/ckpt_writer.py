@@ -24,11 +24,17 @@ class Imported:
     notes: list[str] = field(default_factory=list)  # what was inferred, not read from the source
 
 
-def trainable_config(config: dict, ternary: bool) -> dict:
-    """``config.json`` of a training checkpoint: online BitLinear quantization for ternary."""
+#: The transformers class of each model type an imported checkpoint may have.
+ARCHITECTURES = {"bitnet": "BitNetForCausalLM", "llama": "LlamaForCausalLM"}
+
+
+def trainable_config(config: dict, ternary: bool, model_type: str = "bitnet") -> dict:
+    """``config.json`` of a training checkpoint: online BitLinear quantization for ternary.
+
+    ``model_type`` ``llama`` keeps a Llama graph (no sub-norms: HF1BitLLM, Falcon-E)."""
     c = {k: v for k, v in config.items() if k != "quantization_config"}
-    c["architectures"] = ["BitNetForCausalLM"]
-    c["model_type"] = "bitnet"
+    c["architectures"] = [ARCHITECTURES[model_type]]
+    c["model_type"] = model_type
     if ternary:
         c["quantization_config"] = {**HF_QUANTIZATION_CONFIG, "modules_to_not_convert": ["lm_head"]}
     return c

@@ -12,7 +12,7 @@ from gguf import GGUFWriter
 
 from ternlab.bitlinear.quant import weight_quant
 from ternlab.export import codec, names
-from ternlab.export.arch import Plan, plan_export
+from ternlab.export.arch import Plan, gguf_rows, plan_export
 from ternlab.export.atomic import atomic_file
 from ternlab.export.errors import ExportError
 from ternlab.export.metadata import K_SCALES, write_metadata
@@ -87,10 +87,10 @@ def add_tensor(
     t = tensor_type(ckpt, plan, name)
     if t in codec.TERNARY_TYPES:
         codes, scale = ternary_of(ckpt, name)
-        codec.add_ternary(w, gname, codes, scale, t)
+        codec.add_ternary(w, gname, gguf_rows(ckpt, plan, name, codes), scale, t)
         scales[gname] = float(scale)
     else:
-        codec.add_float(w, gname, ckpt.state[name].numpy(), t)
+        codec.add_float(w, gname, gguf_rows(ckpt, plan, name, ckpt.state[name].numpy()), t)
 
 
 def export_gguf(

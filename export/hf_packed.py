@@ -169,7 +169,9 @@ def read_hf_packed(folder: str | Path) -> Imported:
         else:
             state[name] = t.float()
     files = {f: (folder / f).read_text() for f in TOKENIZER_FILES if (folder / f).is_file()}
-    return Imported(trainable_config(config, ternary=True), state, files, moved)
+    # A Llama folder (HF1BitLLM, Falcon-E: no sub-norms) stays a Llama; the rest is BitNet.
+    model_type = "llama" if config.get("model_type") == "llama" else "bitnet"
+    return Imported(trainable_config(config, True, model_type), state, files, moved)
 
 
 def _unpack(folder: Path, name: str, packed: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from gguf import quants
 
 from ternlab.bitlinear.spec import SPEC_VERSION
 from ternlab.export import codec, names
-from ternlab.export.arch import Plan
+from ternlab.export.arch import Plan, gguf_rows
 from ternlab.export.errors import ExportError
 from ternlab.export.metadata import FILE_TYPES, K_CONFIG, K_SPEC, K_TYPE, rope_theta
 from ternlab.export.progress import track
@@ -39,10 +39,12 @@ def verify_gguf(path: str | Path, ckpt: Checkpoint, plan: Plan, progress: bool =
         t = tensors[names.to_gguf(name)]
         qtype = tensor_type(ckpt, plan, name)
         if qtype in codec.TERNARY_TYPES:
-            _check_ternary(t, *ternary_of(ckpt, name), qtype)
+            codes, scale = ternary_of(ckpt, name)
+            _check_ternary(t, gguf_rows(ckpt, plan, name, codes), scale, qtype)
         else:
             got = codec.decode_float(t)
-            if not np.array_equal(got, codec.expected_float(ckpt.state[name].numpy(), qtype)):
+            want = gguf_rows(ckpt, plan, name, ckpt.state[name].numpy())
+            if not np.array_equal(got, codec.expected_float(want, qtype)):
                 raise ExportError(f"verify: GGUF tensor {t.name} ({qtype}) differs from {name}")
 
 

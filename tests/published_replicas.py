@@ -241,3 +241,119 @@ def onebitllm_latent(out: Path, seed: int = 0) -> Path:
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2))
     return out
+
+
+def llama_ternary_config(vocab_size: int, bos: int, eos: int, tied: bool) -> dict:
+    """A Llama ``config.json`` as HF1BitLLM/Llama3-8B-1.58 and Falcon-E publish (keys of
+    ``LlamaConfig``, bfloat16), shapes shrunk; the caller adds ``quantization_config``."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "hidden_act": "silu",
+        "hidden_size": 128,
+        "initializer_range": 0.02,
+        "intermediate_size": 256,
+        "max_position_embeddings": 4096,
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "num_key_value_heads": 2,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": tied,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+        "vocab_size": vocab_size,
+    }
+
+
+def _llama_latent_state(config: dict, seed: int) -> dict[str, torch.Tensor]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    plain = {k: v for k, v in config.items() if k != "quantization_config"}
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(**plain)).float()
+    state = {}
+    for name, w in model.state_dict().items():
+        if name == "lm_head.weight" and config["tie_word_embeddings"]:
+            continue
+        if name.endswith("_proj.weight"):
+            w = w * torch.empty(w.shape[0], 1).uniform_(0.5, 2.0)
+        elif name.endswith(("embed_tokens.weight", "lm_head.weight")):
+            w = 0.2 * torch.randn_like(w)
+        elif name.endswith("norm.weight"):
+            w = 1.0 + 0.1 * torch.randn_like(w)
+        state[name] = w.float()
+    return state
+
+
+def hf1bitllm_packed(out: Path, seed: int = 0) -> Path:
+    """HF1BitLLM/Llama3-8B-1.58-100B-tokens' layout: a Llama (no sub-norms, untied head),
+    ``quantization_config`` without ``linear_class`` (transformers' ``BitLinear``: it divides
+    by ``weight_scale``, so that holds ``1 / mean|W|``), transformers' ``pack_weights``."""
+    from transformers.integrations.bitnet import pack_weights
+
+    tok = llama3_tokenizer(out)
+    config = llama_ternary_config(len(tok), tok.bos_token_id, tok.eos_token_id, tied=False)
+    config["quantization_config"] = {"modules_to_not_convert": None, "quant_method": "bitnet"}
+    state = {}
+    for name, w in _llama_latent_state(config, seed).items():
+        if name.endswith("_proj.weight"):
+            s_w = 1.0 / w.abs().mean().clamp(min=1e-5)
+            state[name] = pack_weights((w * s_w).round().clamp(-1, 1))
+            state[name + "_scale"] = s_w.reshape(1).to(torch.bfloat16)
+        else:
+            state[name] = w.to(torch.bfloat16)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def falcon_e_prequantized(out: Path, seed: int = 1) -> Path:
+    """tiiuae/Falcon-E's ``prequantized`` revision: a plain bfloat16 Llama folder whose
+    latent weights onebitllms' ``BitNetLinear`` quantizes online (fine-tuning starts here)."""
+    tok = llama3_tokenizer(out)
+    config = llama_ternary_config(len(tok), tok.bos_token_id, tok.eos_token_id, tied=True)
+    state = {k: v.to(torch.bfloat16) for k, v in _llama_latent_state(config, seed).items()}
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def falcon_e_packed(prequantized: Path, out: Path) -> Path:
+    """Falcon-E's main revision, made as onebitllms 0.0.4's ``quantize_to_1bit`` makes it
+    (transcribed: its ``_weight_quant`` on the bfloat16 weights, transformers' ``pack_weights``,
+    ``weight_scale = 1 / mean|W|`` in bfloat16, ``quantization_config = {modules_to_not_convert:
+    [lm_head], quant_method: bitnet}``, ``is_bitnet_config``)."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+    from transformers.integrations import pack_weights
+
+    skip = ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+            "input_layernorm", "post_attention_layernorm")  # fmt: skip
+    state = {}
+    for name, w in load_file(prequantized / "model.safetensors").items():
+        if any(p in name for p in skip):
+            state[name] = w
+            continue
+        scale = 1.0 / w.abs().mean().clamp_(min=1e-05)  # onebitllms' _weight_quant, bfloat16
+        u = (w * scale).round().clamp_(-1, 1)
+        state[name] = pack_weights(u)
+        state[name.replace("weight", "weight_scale")] = scale.view(1)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((prequantized / "config.json").read_text())
+    config["is_bitnet_config"] = True
+    config["quantization_config"] = {
+        "modules_to_not_convert": ["lm_head"],
+        "quant_method": "bitnet",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    AutoTokenizer.from_pretrained(prequantized).save_pretrained(out)
+    return out

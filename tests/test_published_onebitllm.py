@@ -26,6 +26,8 @@ from ternlab.train.tracking import read_metrics
 #: max |engine logit - 1bitLLM logit| (float32 reference; the engine's int8 x ternary dot
 #: products are exact, the rest is summation order). Measured: see docs/export.md.
 LOGIT_TOL = 0.25
+#: top-2 margins below this are ties the test does not ask to break the same way.
+TIE = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +75,16 @@ def test_engine_logits_match_1bitllm(replica, imported, ids, tmp_path):
     assert_same_predictions(ours, reference)
 
 
-def assert_same_predictions(ours: torch.Tensor, reference: torch.Tensor) -> None:
-    """|Δlogit| within LOGIT_TOL; argmax equal wherever the reference's top-2 margin is wider
-    than the tolerance allows to flip (nearly all positions), and a top-2 token elsewhere
-    (random tiny models have ties within 1e-3 that float summation order may break)."""
-    assert (ours - reference).abs().max().item() <= LOGIT_TOL
+def assert_same_predictions(
+    ours: torch.Tensor, reference: torch.Tensor, tol: float = LOGIT_TOL
+) -> None:
+    """|Δlogit| <= ``tol`` and argmax equal at every position but exact ties: where the
+    reference's top two are within TIE (random tiny models have a few), float summation
+    order may pick either, so ours must be one of the two."""
+    assert (ours - reference).abs().max().item() <= tol
     top2 = reference.topk(2, dim=-1)
-    clear = (top2.values[:, 0] - top2.values[:, 1]) > 2 * LOGIT_TOL
-    assert clear.float().mean() >= 0.8
+    clear = (top2.values[:, 0] - top2.values[:, 1]) > TIE
+    assert clear.float().mean() >= 0.97
     assert torch.equal(ours.argmax(-1)[clear], reference.argmax(-1)[clear])
     assert (top2.indices == ours.argmax(-1, keepdim=True)).any(-1).all()
 
