@@ -9,9 +9,11 @@ posts it to that request's event queue. A sequence's logits in the batch are tho
 would have alone, so its text equals :meth:`Engine.generate`'s for the same arguments.
 
 Requests wait in a bounded queue (:class:`QueueFull` beyond it) for a free slot. A slot
-keeps its tokens after its request ends; a new prompt goes to the free slot sharing its
-longest prefix (or copies a longer one from any slot), so follow-up turns and the ``n``
-choices of one prompt evaluate the shared part once. Events go to unbounded per-request
+keeps its tokens after its request ends; a new prompt goes to the free slot sharing the
+most of its prefix (the least recently used one when none shares much), or copies a
+longer prefix from any slot, so follow-up turns and the ``n`` choices of one prompt
+evaluate the shared part once; echo requests with log-probs (lm-eval's scoring) reuse
+the entries their slot computed for the shared context. Events go to unbounded per-request
 queues, so a slow reader never holds up the step; a cancelled request (its client went
 away) leaves at the next step.
 """
@@ -31,6 +33,9 @@ from ternlab.inference.sampling import Sampler, SamplingParams
 PREFILL_CHUNK = 256
 #: A prefix is copied from another slot only when it saves at least this many tokens.
 MIN_COPY = 16
+#: A free slot sharing fewer prompt tokens than this is no better than the least
+#: recently used one (which is taken instead, keeping recent prefixes for reuse).
+MIN_SHARE = 8
 
 
 class QueueFull(RuntimeError):
@@ -82,6 +87,9 @@ class Scheduler:
         self.max_queue = max_queue
         self.prefill_chunk = prefill_chunk
         self.free = list(range(engine.slots))
+        # Per slot: (k, prompt log-prob entries of its cached tokens 1..) from echo requests.
+        self.slot_logprobs: dict[int, tuple[int | None, list[TokenLogprob]]] = {}
+        self.used: dict[int, int] = {}  # slot -> the step its last request ended at
         self.active: dict[int, Job] = {}
         self.pending: collections.deque[Job] = collections.deque()
         self.cv = threading.Condition()
@@ -176,17 +184,33 @@ class Scheduler:
     def _place(self, job: Job) -> None:
         """Give ``job`` the free slot holding the longest prefix of its prompt."""
         eng, prompt = self.engine, job.prompt
-        # Echoed log-probs need the logits of every prompt position: no reuse.
-        limit = 0 if job.echo_logprobs else len(prompt) - 1
         slot = max(self.free, key=lambda s: _common(eng._slots[s], prompt))
-        n = min(_common(eng._slots[slot], prompt), limit)
-        src = max(range(eng.slots), key=lambda s: _common(eng._slots[s], prompt))
-        m = min(_common(eng._slots[src], prompt), limit)
-        if m >= n + MIN_COPY:
-            eng.keep_prefix(slot, m, source=src)
-            n = m
-        else:
+        common = _common(eng._slots[slot], prompt)
+        if common < MIN_SHARE:  # nothing worth keeping: evict the least recently used
+            slot = min(self.free, key=lambda s: self.used.get(s, -1))
+            common = _common(eng._slots[slot], prompt)
+        if job.echo_logprobs:
+            # Echoed log-probs need a row for every prompt position: reuse only the
+            # entries this slot computed for the shared prefix (same alternatives k).
+            k, entries = self.slot_logprobs.get(slot, (None, []))
+            n = min(common - 1, len(entries), len(prompt) - 1) if k == job.logprobs else 0
+            n = max(n, 0)
             eng.keep_prefix(slot, n)
+            job.prompt_lps = entries[:n]
+        else:
+            n = min(common, len(prompt) - 1)
+            src = max(range(eng.slots), key=lambda s: _common(eng._slots[s], prompt))
+            m = min(_common(eng._slots[src], prompt), len(prompt) - 1)
+            if m >= n + MIN_COPY:
+                eng.keep_prefix(slot, m, source=src)
+                k, entries = self.slot_logprobs.get(src, (None, []))
+                self.slot_logprobs[slot] = (k, entries[: max(m - 1, 0)])
+                n = m
+            else:
+                eng.keep_prefix(slot, n)
+        # Entry i is token i + 1's: valid while tokens 0..i + 1 stay cached.
+        k, entries = self.slot_logprobs.get(slot, (None, []))
+        self.slot_logprobs[slot] = (k, entries[: max(n - 1, 0)])
         self.free.remove(slot)
         job.slot, job.cached, job.todo = slot, n, prompt[n:]
         self.active[slot] = job
@@ -235,6 +259,7 @@ class Scheduler:
                 job.logprobs,
             )
             if job.echo_logprobs:
+                self.slot_logprobs[job.slot] = (job.logprobs, list(job.prompt_lps))
                 first = TokenLogprob(job.prompt[0], None)
                 job.events.put((job.index, "prompt", [first, *job.prompt_lps]))
 
@@ -265,6 +290,7 @@ class Scheduler:
         with self.cv:
             self.active.pop(job.slot, None)
             self.free.append(job.slot)
+            self.used[job.slot] = self.steps
 
 
 def _common(a: list[int], b: list[int]) -> int:

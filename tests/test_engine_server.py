@@ -352,3 +352,17 @@ def test_ternlab_serve_takes_slots_and_context(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_echo_requests_sharing_a_context_evaluate_it_once(url, eng):
+    ctx = eng.encode("40+2=42\n11+11=")
+    a, b = ctx + eng.encode("22", add_bos=False), ctx + eng.encode("23\n", add_bos=False)
+    body = {"max_tokens": 1, "temperature": 0, "logprobs": 1, "echo": True}
+    r = [_post(url, "/v1/completions", body | {"prompt": p})[1] for p in (a, a[:2], b)]
+    assert r[2]["usage"]["prompt_tokens_details"]["cached_tokens"] == len(ctx) - 1
+    want = _log_softmax(eng.logits(b))
+    got = r[2]["choices"][0]["logprobs"]["token_logprobs"]
+    assert got[1:-1] == [want[i - 1, b[i]] for i in range(1, len(b))]
+    # Other alternatives (k) are not in the cache: everything is evaluated again.
+    r = _post(url, "/v1/completions", body | {"prompt": a, "logprobs": 2})[1]
+    assert r["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
