@@ -625,11 +625,11 @@ def test_missing_file():
 
 
 def test_attention_kernels_follow_the_isa():
-    # Every x86 SIMD ISA runs the AVX2 attention (head_dim a multiple of 8); the scalar
-    # ISA, NEON and odd head sizes take the reference.
+    # Every x86 SIMD ISA runs the AVX2 attention (head_dim a multiple of 8), NEON its own
+    # (a multiple of 4); the scalar ISA and other head sizes take the reference.
+    simd = {"avx2": "avx2", "avx512": "avx2", "avx512vbmi": "avx2", "neon": "neon"}
     for isa in _kernels.available_isas():
         _kernels.set_isa(isa)
-        simd = isa in ("avx2", "avx512", "avx512vbmi")
-        assert _kernels.attention_kernel_isa(64) == ("avx2" if simd else "scalar"), isa
-        assert _kernels.attention_kernel_isa(12) == "scalar"
+        assert _kernels.attention_kernel_isa(64) == simd.get(isa, "scalar"), isa
+        assert _kernels.attention_kernel_isa(10) == "scalar"
     _kernels.set_isa("auto")
