@@ -4,9 +4,11 @@ Starts ``ternlab serve`` as a child process (``--slots`` sequences decoded toget
 then for each client count runs that many threads, each sending ``--requests`` streamed
 ``/v1/completions`` requests one after another (random token-id prompts of
 ``--prompt-tokens``, greedy, ``--max-tokens`` each; no two prompts share a prefix).
-Reports per phase: aggregate completion tokens/s over the wall time, the decode rate
-(tokens after the first over the time after the first), request latency, time to first
-token and inter-token gaps (p50/p99), and failed requests. Writes JSON.
+``--rounds`` repeats the client counts in turn (medians reported), so load from other
+processes hits every count alike. Reports per phase: aggregate completion tokens/s over
+the wall time, the decode rate (tokens after the first over the time after the first),
+request latency, time to first token and inter-token gaps (p50/p99), and failed
+requests. Writes JSON.
 
     python benchmarks/serve_load.py --shape 2b --clients 1,8 -o serve_load.json
     python benchmarks/serve_load.py -m model.gguf --slots 8 --ctx 1024
@@ -71,8 +73,9 @@ def start_server(args: argparse.Namespace, model: str, port: int) -> subprocess.
 
 def one_request(port: int, prompt: list[int], max_tokens: int) -> dict:
     """A streamed completion; times of the request, the first and every later event."""
+    # logprobs 0: one event per token, even when its text is held back (byte tokens).
     body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                       "stream": True}).encode()  # fmt: skip
+                       "stream": True, "logprobs": 0}).encode()  # fmt: skip
     t0 = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
@@ -90,7 +93,8 @@ def one_request(port: int, prompt: list[int], max_tokens: int) -> dict:
         ev = json.loads(data)
         if "error" in ev:
             return {"ok": False, "error": ev["error"]["message"]}
-        if ev["choices"][0]["text"]:
+        lp = ev["choices"][0]["logprobs"]
+        if lp and lp["tokens"]:
             times.append(time.perf_counter())
         if "usage" in ev:
             tokens = ev["usage"]["completion_tokens"]
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="bitnet-b1.58", help="with --shape: the architecture")
     ap.add_argument("--clients", default="1,8", help="client counts, comma-separated")
     ap.add_argument("--requests", type=int, default=4, help="requests per client")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the client counts, interleaved")
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--slots", type=int, default=8)
@@ -188,14 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(args.seed)
         one_request(port, [1] * args.prompt_tokens, 4)  # warm-up
         phases = []
-        for c in args.clients:
-            r = phase(port, c, args.requests, args.prompt_tokens, args.max_tokens, vocab, rng)
-            print(json.dumps(r), file=sys.stderr)
-            phases.append(r)
+        for k in range(args.rounds):  # interleaved, so load from elsewhere hits all alike
+            for c in args.clients:
+                r = phase(port, c, args.requests, args.prompt_tokens, args.max_tokens, vocab, rng)
+                r["round"] = k
+                print(json.dumps(r), file=sys.stderr)
+                phases.append(r)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    base = next((p for p in phases if p["clients"] == 1), None)
+    summary = {str(c): _median([p for p in phases if p["clients"] == c]) for c in args.clients}
+    base = summary.get("1")
     out = {
         "benchmark": "serve_load",
         "model": Path(model).name,
@@ -212,18 +220,35 @@ def main(argv: list[str] | None = None) -> int:
             "greedy": True,
             "stream": True,
         },  # fmt: skip
+        "rounds": args.rounds,
         "phases": phases,
-        "speedup_vs_1_client": {
-            str(p["clients"]): p["tokens_per_s"] / base["tokens_per_s"] for p in phases
-        }
-        if base
-        else None,  # fmt: skip
+        "median_by_clients": summary,
+        "speedup_vs_1_client": {c: _speedup(v, base) for c, v in summary.items()} if base else None,
     }
     text = json.dumps(out, indent=2)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
     return 0 if all(p["failed"] == 0 for p in phases) else 1
+
+
+MEDIAN_KEYS = ("tokens_per_s", "aggregate_decode_tokens_per_s", "seq_decode_tokens_per_s",
+               "latency_p50_s", "latency_p99_s", "ttft_p50_s", "ttft_p99_s",
+               "token_gap_p50_ms", "token_gap_p99_ms")  # fmt: skip
+
+
+def _median(ps: list[dict]) -> dict:
+    out = {k: float(np.median([p[k] for p in ps])) for k in MEDIAN_KEYS
+           if ps and all(p[k] is not None for p in ps)}  # fmt: skip
+    return out | {
+        "requests": sum(p["requests"] for p in ps),
+        "failed": sum(p["failed"] for p in ps),
+    }
+
+
+def _speedup(v: dict, base: dict) -> dict:
+    return {k: v[k] / base[k] for k in ("tokens_per_s", "aggregate_decode_tokens_per_s")
+            if v.get(k) and base.get(k)}  # fmt: skip
 
 
 if __name__ == "__main__":
