@@ -98,25 +98,22 @@ void attention_batch(const AttentionArgs* a, int64_t n, int threads) {
     });
 }
 
-// The SIMD kernels go with the ternary kernels' ISA (set_isa("scalar") in tests
-// selects the reference here too).
+// The SIMD kernels go with the current backend (set_isa("scalar") in tests
+// selects the reference here too); a head size they do not take gets the reference.
 const AttentionKernels& attention_kernels(int64_t head_dim) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (kernels().avx2 && head_dim % 8 == 0) return kAttentionAvx2;
-#endif
-#if defined(__aarch64__)
-    if (std::strcmp(kernels().name, "neon") == 0 && head_dim % 4 == 0) return kAttentionNeon;
-#endif
-    (void)head_dim;
-    return kAttentionScalar;
+    const Backend& b = backend();
+    return head_dim % b.attention_lanes == 0 ? *b.attention : kAttentionScalar;
 }
 
 const char* attention_kernel_isa(int64_t head_dim) {
     const AttentionKernels* k = &attention_kernels(head_dim);
+#if defined(__x86_64__) || defined(__i386__)
+    if (k == &kAttentionAvx2) return "avx2";
+#endif
 #if defined(__aarch64__)
     if (k == &kAttentionNeon) return "neon";
 #endif
-    return k == &kAttentionScalar ? "scalar" : "avx2";
+    return "scalar";
 }
 
 }  // namespace ternlab

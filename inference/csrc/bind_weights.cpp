@@ -139,7 +139,7 @@ void bind_weights(py::module_& m) {
           "weights are packed in `layout` ('bits2', 'base3' or 'auto').");
     m.def("dequantize_row", &dequantize, py::arg("file"), py::arg("name"), py::arg("row"),
           "Row `row` of an F32/F16/Q8_0/Q6_K tensor as float32.");
-    m.def("float_kernel_isa", [] { return std::string(float_kernels().name); },
+    m.def("float_kernel_isa", [] { return std::string(backend().float_isa); },
           "The ISA of the float (F32/F16/Q8_0/Q6_K) kernels that set_isa's choice selects.");
 }
 

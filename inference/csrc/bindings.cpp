@@ -226,7 +226,7 @@ PYBIND11_MODULE(_kernels, m) {
           py::arg("x"), py::arg("threads") = 1, py::arg("layout") = "bits2");
     m.def("ternary_matmul_int", &matmul_int_py, py::arg("packed"), py::arg("k"),
           py::arg("xcodes"), py::arg("threads") = 1, py::arg("layout") = "bits2");
-    m.def("preferred_layout", [] { return std::string(layout_name(kernels().preferred_layout)); },
+    m.def("preferred_layout", [] { return std::string(layout_name(backend().preferred_layout)); },
           "The packed layout the current ISA multiplies fastest ('bits2' or 'base3').");
     m.def("available_isas", &available_isas);
     m.def("known_isas", &known_isas);

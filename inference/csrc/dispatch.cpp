@@ -1,68 +1,69 @@
 #include "dispatch.h"
 
 #include <atomic>
-#include <cstdlib>
 #include <stdexcept>
 
-#include "gemm.h"
 #include "isa.h"
-#include "quant_act.h"
-
-#if TERNLAB_NEON && defined(__linux__)
-#include <sys/auxv.h>
-#endif
 
 namespace ternlab {
 
 namespace {
 
-// The scalar reference handles any T, so it serves as GEMV too, and as the
-// base-3 kernel of the ISAs without a SIMD one.
-const KernelTable kScalar{"scalar", quant_row_scalar, {gemm_scalar, gemm3_scalar},
-                          {gemm_scalar, gemm3_scalar}, kBits2, false};
-const KernelTable kAvx2{"avx2", quant_row_avx2, {gemv_avx2, gemv3_avx2},
-                        {gemm_avx2, gemm3_avx2}, kBits2, true};
-const KernelTable kAvx512{"avx512", quant_row_avx512, {gemv_avx512, gemv3_avx2},
-                          {gemm_avx512, gemm3_avx2}, kBits2, true};
-const KernelTable kAvx512Vbmi{"avx512vbmi", quant_row_avx512,
-                              {gemv_avx512, gemv3_avx512vbmi},
-                              {gemm_avx512, gemm3_avx512vbmi}, kBase3, true};
-// NEON keeps the 2-bit layout preferred: its base-3 kernels are bit-exact (qemu
-// self-test) but have not been timed on an aarch64 CPU yet.
-const KernelTable kNeon{"neon", quant_row_neon, {gemv_neon, gemv3_neon},
-                        {gemm_neon, gemm3_neon}, kBits2, false};
-const KernelTable* const kAll[] = {&kScalar, &kAvx2, &kAvx512, &kAvx512Vbmi, &kNeon};
+// Each ISA by name, with its backend when this build has it and this CPU can run it.
+struct Isa {
+    const char* name;
+    const Backend* (*get)();  // nullptr: not available
+};
 
-bool cpu_supports(const KernelTable* t) {
-    if (t == &kScalar) return true;
+const Backend* none() { return nullptr; }
+const Backend* scalar() { return &scalar_backend(); }
+
 #if TERNLAB_X86
+// libgcc/compiler-rt also check that the OS saves the YMM/ZMM state (XCR0). The float
+// kernels convert fp16 with F16C, so it is part of every x86 SIMD backend.
+bool cpu_avx2() {
     __builtin_cpu_init();
-    // libgcc/compiler-rt also check that the OS saves the YMM/ZMM state (XCR0).
-    if (t == &kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    const bool avx512 =
-        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma");
-    if (t == &kAvx512) return avx512;
-    if (t == &kAvx512Vbmi) return avx512 && __builtin_cpu_supports("avx512vbmi");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+bool cpu_avx512() {
+    return cpu_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+const Backend* avx2() { return cpu_avx2() ? &avx2_backend() : nullptr; }
+const Backend* avx512() { return cpu_avx512() ? &avx512_backend() : nullptr; }
+const Backend* avx512vbmi() {
+    return cpu_avx512() && __builtin_cpu_supports("avx512vbmi") ? &avx512vbmi_backend() : nullptr;
+}
+#else
+const Backend* (*const avx2)() = none;
+const Backend* (*const avx512)() = none;
+const Backend* (*const avx512vbmi)() = none;
 #endif
 #if TERNLAB_NEON
-    if (t == &kNeon) return true;  // AdvSIMD is mandatory on AArch64
+const Backend* neon() { return &neon_backend(); }  // AdvSIMD is mandatory on AArch64
+#else
+const Backend* (*const neon)() = none;
 #endif
-    return false;
-}
 
-const KernelTable* best() {
-    const KernelTable* b = &kScalar;
-    for (const KernelTable* t : kAll)
-        if (cpu_supports(t)) b = t;  // kAll is ordered from worst to best
+// From the scalar reference to the best: the last available one is the default.
+const Isa kAll[] = {{"scalar", scalar},
+                    {"avx2", avx2},
+                    {"avx512", avx512},
+                    {"avx512vbmi", avx512vbmi},
+                    {"neon", neon}};
+
+const Backend* best() {
+    const Backend* b = &scalar_backend();
+    for (const Isa& i : kAll)
+        if (const Backend* t = i.get()) b = t;
     return b;
 }
 
-std::atomic<const KernelTable*>& active() {
+std::atomic<const Backend*>& active() {
     // No environment override: the choice is made in code (set_isa), never hidden.
-    static std::atomic<const KernelTable*> a{best()};
+    static std::atomic<const Backend*> a{best()};
     return a;
 }
 
@@ -70,20 +71,20 @@ std::atomic<const KernelTable*>& active() {
 
 std::vector<std::string> known_isas() {
     std::vector<std::string> out;
-    for (const KernelTable* t : kAll) out.emplace_back(t->name);
+    for (const Isa& i : kAll) out.emplace_back(i.name);
     return out;
 }
 
 std::vector<std::string> available_isas() {
     std::vector<std::string> out;
-    for (const KernelTable* t : kAll)
-        if (cpu_supports(t)) out.emplace_back(t->name);
+    for (const Isa& i : kAll)
+        if (i.get()) out.emplace_back(i.name);
     return out;
 }
 
-const KernelTable* kernel_table(const std::string& name) {
-    for (const KernelTable* t : kAll)
-        if (name == t->name) return cpu_supports(t) ? t : nullptr;
+const Backend* backend_table(const std::string& name) {
+    for (const Isa& i : kAll)
+        if (name == i.name) return i.get();
     return nullptr;
 }
 
@@ -93,26 +94,27 @@ void set_isa(const std::string& name) {
         return;
     }
     bool known = false;
-    for (const KernelTable* t : kAll) known |= (name == t->name);
-    std::string avail;
-    for (const std::string& s : available_isas()) avail += (avail.empty() ? "" : ", ") + s;
+    for (const Isa& i : kAll) known |= (name == i.name);
     if (!known) {
         std::string all;
         for (const std::string& s : known_isas()) all += s + ", ";
         throw std::invalid_argument("unknown ISA '" + name + "'; expected one of " + all +
                                     "or 'auto'");
     }
-    const KernelTable* t = kernel_table(name);
-    if (t == nullptr)
+    const Backend* t = backend_table(name);
+    if (t == nullptr) {
+        std::string avail;
+        for (const std::string& s : available_isas()) avail += (avail.empty() ? "" : ", ") + s;
         throw std::runtime_error("ISA '" + name + "' is not supported on this CPU (available: " +
                                  avail + ")");
+    }
     active().store(t);
 }
 
-std::string current_isa() { return kernels().name; }
+std::string current_isa() { return backend().name; }
 
 Layout parse_layout(const std::string& name) {
-    if (name == "auto" || name.empty()) return kernels().preferred_layout;
+    if (name == "auto" || name.empty()) return backend().preferred_layout;
     if (name == "bits2") return kBits2;
     if (name == "base3") return kBase3;
     throw std::invalid_argument("unknown ternary layout '" + name +
@@ -121,6 +123,6 @@ Layout parse_layout(const std::string& name) {
 
 const char* layout_name(Layout layout) { return layout == kBase3 ? "base3" : "bits2"; }
 
-const KernelTable& kernels() { return *active().load(); }
+const Backend& backend() { return *active().load(); }
 
 }  // namespace ternlab

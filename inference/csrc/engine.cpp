@@ -32,9 +32,9 @@ Workspace& workspace() {
 // Runs the kernel over rows [0, N) split into `threads` ranges; `epilogue`
 // (if any) finishes each range on the thread that computed it.
 template <class Epilogue>
-void run_rows(const KernelTable& kt, Layout layout, const GemmArgs& a, int64_t N, int threads,
+void run_rows(const Backend& kt, Layout layout, const GemmArgs& a, int64_t N, int threads,
               const Epilogue& epilogue) {
-    const MatmulKernel kernel = a.T == 1 ? kt.gemv[layout] : kt.gemm[layout];
+    const MatmulKernel kernel = a.T == 1 ? kt.ternary_gemv[layout] : kt.ternary_gemm[layout];
     const int64_t chunks = (N + kRowAlign - 1) / kRowAlign;
     const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
     parallel_for(tasks, [&](int i) {
@@ -50,7 +50,7 @@ void run_rows(const KernelTable& kt, Layout layout, const GemmArgs& a, int64_t N
 
 int64_t quantize_rows(const float* x, int64_t T, int64_t K, int8_t* codes, int64_t stride,
                       float* s_x, int32_t* sums, int threads) {
-    const KernelTable& kt = kernels();
+    const Backend& kt = backend();
     const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), T));
     std::atomic<int64_t> bad{T};
     parallel_for(tasks, [&](int i) {
@@ -71,7 +71,7 @@ int64_t quantize_rows(const float* x, int64_t T, int64_t K, int8_t* codes, int64
 void matmul_int(const uint8_t* w, int64_t N, int64_t K, const int8_t* xcodes, int64_t T,
                 int32_t* out, int threads, Layout layout) {
     if (T == 0 || N == 0) return;
-    const KernelTable& kt = kernels();
+    const Backend& kt = backend();
     const int64_t Kp = padded_k(K, layout);
     Workspace& ws = workspace();
     ws.codes.assign(static_cast<size_t>(T * Kp), 0);
@@ -100,7 +100,7 @@ int64_t matmul_f32_group(const TernaryMatmul* mats, int n, int64_t K, const floa
         throw std::invalid_argument("matmul_f32_group takes 1 to " + std::to_string(kMaxGroup) +
                                     " matrices, got " + std::to_string(n));
     if (T == 0) return -1;
-    const KernelTable& kt = kernels();
+    const Backend& kt = backend();
     const int64_t Kp = padded_k(K, layout);
     Workspace& ws = workspace();
     ws.codes.resize(static_cast<size_t>(T * Kp));
@@ -124,7 +124,7 @@ int64_t matmul_f32_group(const TernaryMatmul* mats, int n, int64_t K, const floa
     ws.mult.resize(static_cast<size_t>(T * n));
     for (int i = 0; i < n; ++i)
         for (int64_t t = 0; t < T; ++t) ws.mult[i * T + t] = mats[i].scale / ws.s_x[t];
-    const MatmulKernel kernel = T == 1 ? kt.gemv[layout] : kt.gemm[layout];
+    const MatmulKernel kernel = T == 1 ? kt.ternary_gemv[layout] : kt.ternary_gemm[layout];
     const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), all_chunks));
     // One pass over the rows of every matrix, split into contiguous ranges of chunks
     // (whatever the split, each output is computed the same way).

@@ -117,7 +117,7 @@ TL_G512 void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t 
 
 }  // namespace ternlab
 
-#else  // not x86: never selected (float_matmul_dispatch.cpp)
+#else  // not x86: never selected (no backend table holds it)
 
 namespace ternlab {
 void float_gemv_f16_avx512(const FloatGemmArgs&, int64_t, int64_t) {}

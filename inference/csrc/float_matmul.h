@@ -29,7 +29,7 @@
 
 namespace ternlab {
 
-// Row formats of float weight tensors (index into FloatKernelTable).
+// Row formats of float weight tensors (index into Backend::float_gemv/float_gemm).
 enum FloatFormat : int {
     kFmtF32 = 0,
     kFmtF16 = 1,
@@ -66,19 +66,6 @@ struct FloatGemmArgs {
 
 // Computes rows [o0, o1) of y for every token.
 using FloatKernel = void (*)(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-
-struct FloatKernelTable {
-    const char* name;                    // "scalar", "avx2", "avx512", "neon"
-    FloatKernel gemv[kNumFloatFormats];  // T == 1: weights streamed, converted in registers
-    FloatKernel gemm[kNumFloatFormats];  // any T: rows converted once into a panel, reused
-};
-
-// The table for the ISA the ternary kernels use (dispatch.h current_isa()):
-// set_isa switches both. neon has SIMD kernels for Q6_K only (the scalar
-// reference for the rest); a CPU with AVX2 but no F16C gets the scalar reference.
-const FloatKernelTable& float_kernels();
-// The table of one ISA name, or nullptr when this CPU or build cannot run it.
-const FloatKernelTable* float_kernel_table(const char* isa);
 
 // ---- scalar helpers (also the reference) -------------------------------------
 float fp16_to_fp32(uint16_t h);

@@ -256,7 +256,7 @@ void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 
 }  // namespace ternlab
 
-#else  // not x86: never selected (float_matmul_dispatch.cpp)
+#else  // not x86: never selected (no backend table holds it)
 
 namespace ternlab {
 void float_gemv_f32_avx2(const FloatGemmArgs&, int64_t, int64_t) {}

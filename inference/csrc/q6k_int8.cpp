@@ -20,7 +20,7 @@ uint16_t load_u16(const uint8_t* p) {
 
 // One token: codes, s[] and the 16-value code sums; false if quant_row refused a block.
 bool quantize_token(const float* x, int64_t K, int8_t* codes, float* s, int16_t* xsum) {
-    const QuantRowKernel quant_row = kernels().quant_row;
+    const QuantRowKernel quant_row = backend().quant_row;
     for (int64_t b = 0; b < K / kQ6KBlock; ++b) {
         int32_t sum;
         if (!quant_row(x + kQ6KBlock * b, kQ6KBlock, codes + kQ6KBlock * b, &s[b], &sum)) {

@@ -8,7 +8,7 @@
 //
 //   activations: each token's row x[K] is quantized per block of 256 values
 //     with the ternary layers' per-row quantizer (QuantRowKernel, common.h):
-//       kernels().quant_row(x + 256 b, 256, code + 256 b, &s[b], &sum)
+//       backend().quant_row(x + 256 b, 256, code + 256 b, &s[b], &sum)
 //       s[b] = (1 / max(max |x_b|, EPS)) * 127,  code = clamp(round_half_even(x s[b]), -128, 127)
 //     bit-exact across ISAs. A token it refuses (a non-finite value) gets NaN
 //     outputs, as a float kernel would produce (the model then reports it).

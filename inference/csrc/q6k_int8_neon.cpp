@@ -165,7 +165,7 @@ void float_gemm_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 
 }  // namespace ternlab
 
-#else  // not aarch64: never selected (float_matmul_dispatch.cpp)
+#else  // not aarch64: never selected (no backend table holds it)
 
 namespace ternlab {
 void float_gemv_q6_k_neon(const FloatGemmArgs&, int64_t, int64_t) {}

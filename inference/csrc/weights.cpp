@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common.h"
+#include "dispatch.h"
 #include "engine.h"
 #include "float_matmul.h"
 #include "ternary_pack.h"
@@ -293,9 +294,9 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
     if (T <= 0 || w.n_out == 0) return -1;
     if (w.ternary)
         return matmul_f32(w.packed.data(), w.n_out, w.n_in, w.scale, x, T, y, threads, w.layout);
-    const FloatKernelTable& kt = float_kernels();
+    const Backend& kt = backend();
     const FloatFormat fmt = float_format(w.type);
-    const FloatKernel kernel = T == 1 ? kt.gemv[fmt] : kt.gemm[fmt];
+    const FloatKernel kernel = T == 1 ? kt.float_gemv[fmt] : kt.float_gemm[fmt];
     const FloatGemmArgs a{w.data, w.row_bytes, w.n_in, x, T, y, w.n_out};
     // Contiguous row ranges, one per thread; every element is computed the same
     // way whatever the split (float_matmul.h), so results do not depend on it.

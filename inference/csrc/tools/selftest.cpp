@@ -153,7 +153,7 @@ void test_quant() {
             float s0 = 0, s1 = 0;
             int32_t sum0 = 0, sum1 = 0;
             const bool ok0 = quant_row_scalar(r.data(), k, c0.data(), &s0, &sum0);
-            const bool ok1 = kernels().quant_row(r.data(), k, c1.data(), &s1, &sum1);
+            const bool ok1 = backend().quant_row(r.data(), k, c1.data(), &s1, &sum1);
             bool ok = ok0 == ok1 && ok0 == (i < finite_rows);
             if (ok && ok0)
                 ok = c0 == c1 && std::memcmp(&s0, &s1, 4) == 0 && sum0 == sum1;
@@ -206,7 +206,7 @@ void test_float() {
                     const FloatGemmArgs ref{w.data(), float_row_bytes(f, k), k, x.data(), t,
                                             yref.data(), n};
                     set_isa("scalar");
-                    float_kernel_table("scalar")->gemm[f](ref, 0, n);
+                    scalar_backend().float_gemm[f](ref, 0, n);
                     // The bound on |y - yref| (exact in the reference's decoded weights).
                     std::vector<double> bound(t * n);
                     std::vector<float> row(k);
@@ -219,12 +219,12 @@ void test_float() {
                         }
                     }
                     for (const std::string& isa : available_isas()) {
-                        const FloatKernelTable* ft = float_kernel_table(isa.c_str());
+                        const Backend* ft = backend_table(isa);
                         if (isa == "scalar" || ft == nullptr) continue;
                         set_isa(isa);
                         for (bool gemv : {true, false}) {
                             if (gemv && t != 1) continue;
-                            const FloatKernel kern = gemv ? ft->gemv[f] : ft->gemm[f];
+                            const FloatKernel kern = gemv ? ft->float_gemv[f] : ft->float_gemm[f];
                             for (int64_t split : {int64_t{0}, std::min<int64_t>(3, n)}) {
                                 std::fill(y.begin(), y.end(), -1.0f);
                                 const FloatGemmArgs a{w.data(), ref.row_bytes, k, x.data(), t,
