@@ -92,7 +92,8 @@ def parse(engine: Engine, kind: str, body: dict) -> Plan:
     if not isinstance(stream, bool):
         raise RequestError("stream must be true or false", "stream")
     opts = body.get("stream_options") or {}
-    if not isinstance(opts, dict) or set(opts) - {"include_usage"}:
+    if (not isinstance(opts, dict) or set(opts) - {"include_usage"}
+            or not isinstance(opts.get("include_usage", False), bool)):  # fmt: skip
         raise RequestError("stream_options must be {include_usage: bool}", "stream_options")
     n = _int(body.get("n", 1), "n", 1, MAX_N)
     if kind == "chat":

@@ -174,6 +174,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, get())
 
+    def _not_allowed(self) -> None:
+        self.close_connection = True  # a body, if any, is not read
+        self._error(405, f"{self.command} is not allowed; use GET or POST", "invalid_request_error",
+                    headers={"Allow": "GET, POST"})  # fmt: skip
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _not_allowed  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        """The stdlib's own errors (bad request line, headers too long, ...) as JSON."""
+        self.close_connection = True
+        if getattr(self, "request_version", "") in ("", "HTTP/0.9"):
+            self.request_version = "HTTP/1.1"  # no request line to go by: answer in 1.1
+        self.log_error("code %d, message %s", code, message)
+        kind = "invalid_request_error" if code < 500 else "server_error"
+        self._error(code, message or HTTPStatus(code).phrase, kind)
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0].rstrip("/")
         kind = {"/v1/completions": "text", "/v1/chat/completions": "chat"}.get(path)
@@ -218,22 +234,38 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(n)
         try:
             body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except RecursionError:
+            raise RequestError("the body is not valid JSON: nested too deeply") from None
+        except ValueError as e:  # also bad UTF-8 and integers of over 4300 digits
             raise RequestError(f"the body is not valid JSON: {e}") from None
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object")
+        try:  # "\ud800" is valid JSON but no text: the tokenizer would fail on it
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError as e:
+            raise RequestError(
+                f"the body holds a lone UTF-16 surrogate ({e.object[e.start : e.end]!r}); "
+                "strings must be valid Unicode"
+            ) from None
         return body
 
     def _events(self, plan: Plan):
         """``(choice, event)`` until every choice is done; raises on a lost client."""
         choices = {j.index: Choice(plan, self.api.engine, j) for j in plan.jobs}
         left = len(choices)
+        checked = time.monotonic()
         while left:
             try:
                 ev = plan.events.get(timeout=POLL_S)
             except queue.Empty:
+                ev = None
+            # Also while events flow: a whole (not streamed) answer writes nothing until
+            # the end, so a client that left is noticed only by looking.
+            if ev is None or time.monotonic() - checked >= POLL_S:
+                checked = time.monotonic()
                 if self._client_gone():
                     raise _ClientGone from None
+            if ev is None:
                 continue
             c = choices[ev[0]]
             if ev[1] == "error":
@@ -313,21 +345,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
         self.wfile.flush()
 
-    def _json(self, status: int, obj: dict) -> None:
+    def _json(self, status: int, obj: dict, headers: dict | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-    def _error(self, status: int, message: str, kind: str, param: str | None = None) -> None:
+    def _error(self, status: int, message: str, kind: str, param: str | None = None,
+               headers: dict | None = None) -> None:  # fmt: skip
         phrase = HTTPStatus(status).phrase
         try:
             self._json(status, {"error": {"message": message, "type": kind, "param": param,
-                                          "code": phrase}})  # fmt: skip
+                                          "code": phrase}}, headers)  # fmt: skip
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

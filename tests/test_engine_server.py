@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -178,6 +179,57 @@ def test_bad_requests_are_400_with_a_message(url, path, body, words):
     assert words in err["message"] and err["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"prompt": "x", "max_tokens": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        (b'{"prompt": "\\ud800 lone surrogate"}', "surrogate"),
+        (b'{"messages": [{"role": "user", "content": "\\udfff"}]}', "surrogate"),
+        (b'{"prompt": "x", "stream": true, "stream_options": {"include_usage": 1}}',
+         "include_usage"),
+    ],
+    ids=["deep-nesting", "huge-integer", "surrogate-prompt", "surrogate-chat", "stream-options"],
+)  # fmt: skip
+def test_hostile_json_is_400_not_500(url, raw, words):
+    path = "/v1/chat/completions" if b"messages" in raw else "/v1/completions"
+    status, ctype, text = _request(url, path, raw=raw)
+    assert (status, ctype) == (400, "application/json"), text
+    assert words in json.loads(text)["error"]["message"]
+    assert _health(url)["status"] == "ok"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_405_json(url, method):
+    req = urllib.request.Request(url + "/v1/completions", data=b"{}", method=method)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=60)
+    assert e.value.code == 405 and e.value.headers["Allow"] == "GET, POST"
+    assert "not allowed" in json.loads(e.value.read())["error"]["message"]
+
+
+def test_a_malformed_request_line_is_400_json_and_the_server_stays_up(url):
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(b"\x16\x03\x01 not http\r\n\r\n")  # e.g. TLS to a plain-HTTP port
+        raw = _read_until(s, b"}}")
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    assert _health(url)["status"] == "ok"
+
+
+def test_a_body_cut_short_is_400_and_the_server_stays_up(url):
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                  b'{"prompt": "1+')  # fmt: skip
+        s.shutdown(socket.SHUT_WR)  # the client gives up half way through its body
+        raw = _read_until(s, b"}}")
+    assert raw.startswith(b"HTTP/1.1 400") and b"not valid JSON" in raw
+    assert _health(url)["status"] == "ok"
+
+
 def test_unknown_path_is_404(url):
     status, _, text = _request(url, "/v1/nothing", {"prompt": "x"})
     assert status == 404 and "no such endpoint" in json.loads(text)["error"]["message"]
@@ -243,6 +295,101 @@ def test_a_client_leaving_mid_stream_frees_its_slot(url, eng):
     assert _health(url)["active"] == 0
     status, r = _post(url, "/v1/completions", {"prompt": "4+4=", "max_tokens": 5, "temperature": 0})
     assert status == 200 and r["choices"][0]["text"] == _greedy(eng, "4+4=", 5)[0]
+
+
+@pytest.fixture
+def slow(srv, monkeypatch):
+    """Steps of the server's engine take 40 ms more: requests last long enough to leave."""
+    fast = srv.eval_batch
+
+    def eval_batch(*args):
+        time.sleep(0.04)
+        return fast(*args)
+
+    monkeypatch.setattr(srv, "eval_batch", eval_batch)
+
+
+def _wait_idle(url: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        h = _health(url)
+        if h["active"] == 0 and h["queued"] == 0:
+            break
+        time.sleep(0.02)
+    return h
+
+
+def test_a_client_leaving_a_whole_request_frees_its_slot(url, eng, slow):
+    # Not streamed: tokens keep arriving for the handler, yet it notices the client left.
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    s = socket.create_connection((host, int(port)), timeout=60)
+    data = json.dumps({"prompt": "6+", "max_tokens": 200, "temperature": 0}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+              % (len(data), data))  # fmt: skip
+    steps = _health(url)["steps"]
+    while _health(url)["steps"] < steps + 5:  # it is decoding (200 steps would take 8 s)
+        time.sleep(0.02)
+    s.close()
+    assert _wait_idle(url, 3)["active"] == 0
+    assert _health(url)["steps"] - steps < 100
+    status, r = _post(url, "/v1/completions", {"prompt": "4+4=", "max_tokens": 5, "temperature": 0})
+    assert status == 200 and r["choices"][0]["text"] == _greedy(eng, "4+4=", 5)[0]
+
+
+def test_a_queued_client_leaving_is_dropped_from_the_queue(url, slow):
+    busy = [_open_stream(url, {"prompt": f"{i}+", "max_tokens": 200, "temperature": 0})
+            for i in range(3)]  # fmt: skip
+    for s in busy:
+        _read_until(s, b"data: ")  # the 3 slots are taken
+    waiting = _open_stream(url, {"prompt": "9+", "max_tokens": 5, "temperature": 0, "n": 2})
+    deadline = time.monotonic() + 10
+    while _health(url)["queued"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _health(url)["queued"] == 2
+    waiting.close()
+    deadline = time.monotonic() + 3
+    while _health(url)["queued"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _health(url)["queued"] == 0 and _health(url)["active"] == 3
+    for s in busy:
+        s.close()
+    assert _wait_idle(url, 3)["active"] == 0
+
+
+def test_many_clients_leaving_at_random_points_leave_the_server_well(url, eng):
+    """A small soak: 12 clients at once (8 sequences: slots plus queue hold them all); a
+    third hang up mid-stream (FIN or reset), a third send a bad request, a third finish.
+    Every finished answer is right, and nothing is left running or queued."""
+    import random
+
+    rng = random.Random(0)
+    prompts = [f"{i}+{i * 7 % 10}=" for i in range(12)]
+    want = {p: _greedy(eng, p, 16)[0] for p in prompts}
+
+    def client(i: int) -> str:
+        p = prompts[i]
+        if i % 3 == 0:  # leaves after a few events
+            s = _open_stream(url, {"prompt": p, "max_tokens": 200, "temperature": 0,
+                                   "logprobs": 20})  # fmt: skip
+            got, events = b"", rng.randrange(1, 6)
+            while got.count(b"data: ") < events:
+                got = _read_until(s, b"\n\n", got + s.recv(1))
+            if i % 2:  # a reset instead of a clean close
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            return "left"
+        if i % 3 == 1:
+            status, r = _post(url, "/v1/completions", {"prompt": p, "max_tokens": 10**6})
+            return f"{status} {r['error']['param']}"
+        status, r = _post(url, "/v1/completions",
+                          {"prompt": p, "max_tokens": 16, "temperature": 0})  # fmt: skip
+        return "ok" if status == 200 and r["choices"][0]["text"] == want[p] else f"{status} {r}"
+
+    with ThreadPoolExecutor(12) as pool:
+        outs = list(pool.map(client, range(12)))
+    assert outs == ["left", "400 max_tokens", "ok"] * 4
+    h = _wait_idle(url, 10)
+    assert (h["status"], h["active"], h["queued"]) == ("ok", 0, 0)
 
 
 def test_a_full_queue_is_429_and_the_server_stays_up(url):
