@@ -2,7 +2,12 @@
 
 ``ternlab.inference._kernels`` is built for baseline x86-64 / AArch64: no
 ``-march=native``. The SIMD kernels opt into AVX2 / AVX-512 per function and are
-chosen at run time from the CPU's features (inference/csrc/dispatch.cpp).
+chosen at run time from the CPU's features (inference/csrc/kernels/dispatch.cpp).
+
+The sources, by role: gguf/ (the GGUF file and its weight tensors), kernels/ (the
+shared kernel code and one folder per ISA: scalar/, avx2/, avx512/, neon/), model/ (the
+transformer runner), bindings/ (pybind11); tools/ holds standalone programs that are not
+part of the extension. Every file name is unique across the folders.
 """
 
 from glob import glob
@@ -11,11 +16,17 @@ from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, naive_rec
 from setuptools import setup
 
 CSRC = "inference/csrc"
+PARTS = ("gguf", "kernels", "model", "bindings")
+
+
+def _files(pattern: str) -> list[str]:
+    return sorted(f for part in PARTS for f in glob(f"{CSRC}/{part}/**/{pattern}", recursive=True))
+
 
 kernels = Pybind11Extension(
     "ternlab.inference._kernels",
-    sources=sorted(glob(f"{CSRC}/*.cpp")),
-    depends=sorted(glob(f"{CSRC}/*.h")),
+    sources=_files("*.cpp"),
+    depends=_files("*.h"),
     include_dirs=[CSRC],
     cxx_std=17,
     # -ffp-contract=off: the float steps must stay single IEEE operations, as the spec says.

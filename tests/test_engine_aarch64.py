@@ -26,6 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "inference" / "csrc"
+# The engine's sources by folder: all of the extension's but bindings/ (tools/ has the mains).
+ENGINE = ("gguf", "kernels", "model")
 CACHE = ROOT / ".cache" / "ternlab" / "aarch64"
 CXX = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -37,13 +39,14 @@ NEON_FAMILIES = ("ternary-bits2", "ternary-base3", "quant", "q6k", "attention")
 
 
 def _sources() -> list[Path]:
-    engine = sorted(p for p in CSRC.glob("*.cpp") if not p.name.startswith("bind"))
+    engine = sorted(p for part in ENGINE for p in (CSRC / part).rglob("*.cpp"))
     return [CSRC / "tools" / "selftest.cpp", *engine]
 
 
 def _compile(src: Path, salt: bytes) -> Path:
     key = hashlib.sha256(salt + src.read_bytes()).hexdigest()[:16]
-    obj = CACHE / "obj" / f"{src.stem}-{key}.o"
+    name = "_".join(src.relative_to(CSRC).with_suffix("").parts)  # kernels_avx2_gemm_avx2
+    obj = CACHE / "obj" / f"{name}-{key}.o"
     if not obj.exists():
         tmp = obj.with_suffix(f".{os.getpid()}.tmp")
         cmd = [CXX, *FLAGS, f"-I{CSRC}", "-c", str(src), "-o", str(tmp)]
@@ -65,7 +68,7 @@ def selftest() -> Path:
     (CACHE / "obj").mkdir(parents=True, exist_ok=True)
     (CACHE / "bin").mkdir(parents=True, exist_ok=True)
     version = subprocess.run([CXX, "--version"], capture_output=True, text=True).stdout
-    headers = b"".join(p.read_bytes() for p in sorted(CSRC.glob("*.h")))
+    headers = b"".join(p.read_bytes() for p in sorted(CSRC.rglob("*.h")))
     salt = hashlib.sha256(" ".join(FLAGS).encode() + version.encode() + headers).digest()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         objs = list(pool.map(lambda s: _compile(s, salt), _sources()))

@@ -101,7 +101,7 @@ def exported(tmp_path_factory):
 
 
 class Q6KHead(torch.nn.Module):
-    """The engine's Q6_K head (inference/csrc/q6k_int8.h) quantizes the hidden state to int8
+    """The engine's Q6_K head (inference/csrc/kernels/q6k_int8.h) quantizes the hidden state to int8
     per 256-value block: against the float head that moves every position's logits by 1.5e-3
     to 3e-3 of their scale (measured), far beyond CLOSE. With the same codes, what remains is
     float32 rounding (here float64; measured 1.8e-7), so the usual tolerances apply."""

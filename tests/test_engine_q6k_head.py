@@ -1,4 +1,4 @@
-"""The engine's Q6_K x int8 kernels (``inference/csrc/q6k_int8.h``) on GGUF files.
+"""The engine's Q6_K x int8 kernels (``inference/csrc/kernels/q6k_int8.h``) on GGUF files.
 
 A numpy model of the numerics the header defines (int8 activations per
 256-value block, exact integer block sums, then float32 steps in order) must

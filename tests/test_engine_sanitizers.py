@@ -24,6 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "inference" / "csrc"
+# The engine's sources by folder: all of the extension's but bindings/ (tools/ has the mains).
+ENGINE = ("gguf", "kernels", "model")
 CACHE = ROOT / ".cache" / "ternlab" / "sanitize"
 CXX = os.environ.get("CXX", "g++")
 FLAGS = [
@@ -49,14 +51,13 @@ REPORTS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBeha
 
 def _engine_sources() -> list[Path]:
     """Every engine source the Python extension has, minus the bindings."""
-    return sorted(
-        p for p in CSRC.glob("*.cpp") if p.name != "bindings.cpp" and not p.name.startswith("bind_")
-    )
+    return sorted(p for part in ENGINE for p in (CSRC / part).rglob("*.cpp"))
 
 
 def _compile(src: Path, salt: bytes) -> Path:
     key = hashlib.sha256(salt + src.read_bytes()).hexdigest()[:16]
-    obj = CACHE / "obj" / f"{src.stem}-{key}.o"
+    name = "_".join(src.relative_to(CSRC).with_suffix("").parts)  # kernels_avx2_gemm_avx2
+    obj = CACHE / "obj" / f"{name}-{key}.o"
     if not obj.exists():
         tmp = obj.with_suffix(f".{os.getpid()}.tmp")
         cmd = [CXX, *FLAGS, f"-I{CSRC}", "-c", str(src), "-o", str(tmp)]
@@ -84,7 +85,7 @@ def binaries() -> dict[str, Path]:
     (CACHE / "obj").mkdir(parents=True, exist_ok=True)
     (CACHE / "bin").mkdir(parents=True, exist_ok=True)
     version = subprocess.run([CXX, "--version"], capture_output=True, text=True).stdout
-    headers = b"".join(p.read_bytes() for p in sorted(CSRC.glob("*.h")))
+    headers = b"".join(p.read_bytes() for p in sorted(CSRC.rglob("*.h")))
     salt = hashlib.sha256(" ".join(FLAGS).encode() + version.encode() + headers).digest()
     engine = _engine_sources()
     tools = [CSRC / "tools" / "sanitize_driver.cpp", CSRC / "tools" / "selftest.cpp"]

@@ -14,7 +14,7 @@
 //   g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all
 //       -fno-omit-frame-pointer -pthread -I inference/csrc
 //       inference/csrc/tools/sanitize_driver.cpp
-//       $(ls inference/csrc/*.cpp | grep -v -e bindings.cpp -e /bind_) -o /tmp/sanitize_driver
+//       $(find inference/csrc/{gguf,model,kernels} -name '*.cpp') -o /tmp/sanitize_driver
 // (one command line)
 #include <cstdint>
 #include <cstdio>
@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "gguf.h"
-#include "model.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
 
 using namespace ternlab;
 

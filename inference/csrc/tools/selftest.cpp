@@ -19,10 +19,11 @@
 //
 //   aarch64-linux-gnu-g++ -O2 -std=c++17 -ffp-contract=off -static -pthread
 //       -I inference/csrc inference/csrc/tools/selftest.cpp
-//       $(ls inference/csrc/*.cpp | grep -v /bind) -o /tmp/selftest && qemu-aarch64 /tmp/selftest
-// (one command line; Debian: apt-get install g++-aarch64-linux-gnu qemu-user)
+//       $(find inference/csrc/{gguf,model,kernels} -name '*.cpp') -o /tmp/selftest
+//   qemu-aarch64 /tmp/selftest
+// (the compile is one command line; Debian: apt-get install g++-aarch64-linux-gnu qemu-user)
 //
-// (not part of the Python extension: setup.py compiles inference/csrc/*.cpp only)
+// (not part of the Python extension: setup.py compiles every inference/csrc source but tools/)
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -33,15 +34,15 @@
 #include <string>
 #include <vector>
 
-#include "attention.h"
-#include "attention_kernels.h"
-#include "common.h"
-#include "dispatch.h"
-#include "engine.h"
-#include "float_matmul.h"
-#include "q6k.h"
-#include "quant_act.h"
-#include "ternary_pack.h"
+#include "kernels/attention_kernels.h"
+#include "kernels/common.h"
+#include "kernels/dispatch.h"
+#include "kernels/float_matmul.h"
+#include "kernels/q6k.h"
+#include "kernels/quant_act.h"
+#include "kernels/ternary_pack.h"
+#include "model/attention.h"
+#include "model/engine.h"
 
 using namespace ternlab;
 

@@ -1,0 +1,314 @@
+// AVX2 kernels. Decoding: one 32-byte load of packed weights yields, with a
+// 16-bit shift by 2j and a 0x03 byte mask (j = 0..3), four vectors of 32
+// unsigned fields f = code + 1 in {0, 1, 2}, each lined up with 32 contiguous
+// activations. _mm256_maddubs_epi16(f, x) multiplies unsigned f by signed x
+// and adds pairs into int16 (|pair| <= 2*2*128 = 512, never saturates);
+// sum f*x - sum x = sum code*x, and sum x per token comes with the activations.
+// int16 partial sums are widened to int32 (madd with ones) often enough that
+// they cannot overflow.
+//
+// Base-3 layout (common.h): a byte v = f0 + 3 f1 + 9 f2 + 27 f3 + 81 f4 (v <= 242)
+// is split without division as v = 27 h + b: h = v / 27 (0..8) from one 16-bit
+// multiply-high per byte (v * 2428 >> 16, exact for v <= 242), which is odd and
+// even bytes done apart. pshufb lookups by h give f4 = h / 3, f3 << 6 and 27 h;
+// the rest b < 27 indexes one 27-entry table of f0 | f1 << 2 | f2 << 4 (two
+// pshufb: entries 0..15 and 16..26). The byte of four 2-bit fields that results
+// is taken apart by the 2-bit layout's shift and mask. 23 instructions per 32
+// bytes (160 codes).
+#include "kernels/gemm.h"
+#include "kernels/isa.h"
+
+#if TERNLAB_X86
+
+namespace ternlab {
+
+namespace {
+
+constexpr int64_t kRows = 4;             // rows per GEMV step (share activation loads)
+constexpr int64_t kSbPerWiden = 4;       // super-blocks per int16 run: 4*8 maddubs*512 = 16384
+constexpr int64_t kPanelK = 4096;        // GEMM: K per decoded panel (4 rows x 4 KiB in L1)
+constexpr int64_t kStepsPerWiden = 32;   // GEMM: 32-byte steps per int16 run: 32*512 = 16384
+constexpr int64_t kSb3PerWiden = 3;      // base-3 GEMV: 3 super-blocks * 10 maddubs * 512 = 15360
+constexpr int64_t kPanelK3 = 3840;       // base-3 GEMM: 12 super-blocks of 320, the same L1 budget
+constexpr int64_t kPrefetchBlocks = 16;  // base-3 GEMV prefetch distance, super-blocks of a row
+
+TL_AVX2 inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+// Fields j of a 32-byte packed vector: (p >> 2j) & 3 per byte. The 16-bit shift
+// moves bits of the neighbouring byte into bits 2..7, which the mask drops.
+TL_AVX2 inline __m256i fields(__m256i p, int j, __m256i m3) {
+    return _mm256_and_si256(_mm256_srli_epi16(p, 2 * j), m3);
+}
+
+// GEMV for R consecutive rows starting at o (token 0 only).
+template <int R>
+TL_AVX2 inline void gemv_rows(const GemmArgs& a, int64_t o) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t nsb = a.Kp / kQK;
+    RowWalk rw[R];
+    for (int r = 0; r < R; ++r) rw[r] = row_walk(a, o + r);
+    __m256i acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+    for (int64_t sb0 = 0; sb0 < nsb; sb0 += kSbPerWiden) {
+        const int64_t sb1 = sb0 + kSbPerWiden < nsb ? sb0 + kSbPerWiden : nsb;
+        __m256i acc16[R];
+        for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
+        for (int64_t sb = sb0; sb < sb1; ++sb) {
+            const int8_t* xb = a.x + sb * kQK;
+            for (int h = 0; h < 2; ++h) {  // the two 32-byte halves of the super-block
+                __m256i p[R];
+                for (int r = 0; r < R; ++r)
+                    p[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rw[r].sb(sb) + 32 * h));
+                for (int j = 0; j < 4; ++j) {
+                    const __m256i xv =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * j + 32 * h));
+                    for (int r = 0; r < R; ++r)
+                        acc16[r] = _mm256_add_epi16(
+                            acc16[r], _mm256_maddubs_epi16(fields(p[r], j, m3), xv));
+                }
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones));
+    }
+    for (int r = 0; r < R; ++r) a.acc[o + r] = hsum_epi32(acc[r]) - a.xsum[0];
+}
+
+// Decode rows [o, o+R) x columns [k0, k0+len) into panel[r * len + (k - k0)]
+// as unsigned fields in natural column order (len is a multiple of kQK).
+template <int R>
+TL_AVX2 inline void decode_panel(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
+                                 uint8_t* panel) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int r = 0; r < R; ++r) {
+        const RowWalk rw = row_walk(a, o + r);
+        uint8_t* dst = panel + r * len;
+        for (int64_t sb = 0; sb < len / kQK; ++sb) {
+            for (int h = 0; h < 2; ++h) {
+                const __m256i p = _mm256_loadu_si256(
+                    reinterpret_cast<const __m256i*>(rw.sb(k0 / kQK + sb) + 32 * h));
+                for (int j = 0; j < 4; ++j)
+                    _mm256_store_si256(
+                        reinterpret_cast<__m256i*>(dst + sb * kQK + 64 * j + 32 * h),
+                        fields(p, j, m3));
+            }
+        }
+    }
+}
+
+// Micro-kernel: R decoded rows x TT tokens over one panel; adds into a.acc.
+template <int R, int TT>
+TL_AVX2 inline void gemm_tile(const GemmArgs& a, const uint8_t* panel, int64_t len, int64_t o,
+                              int64_t k0, int64_t t) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[R][TT];
+    for (int r = 0; r < R; ++r)
+        for (int u = 0; u < TT; ++u) acc[r][u] = _mm256_setzero_si256();
+    const int8_t* x = a.x + t * a.x_stride + k0;
+    for (int64_t s0 = 0; s0 < len; s0 += 32 * kStepsPerWiden) {
+        const int64_t s1 = s0 + 32 * kStepsPerWiden < len ? s0 + 32 * kStepsPerWiden : len;
+        __m256i acc16[R][TT];
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < TT; ++u) acc16[r][u] = _mm256_setzero_si256();
+        for (int64_t s = s0; s < s1; s += 32) {
+            __m256i xv[TT];
+            for (int u = 0; u < TT; ++u)
+                xv[u] = _mm256_loadu_si256(
+                    reinterpret_cast<const __m256i*>(x + u * a.x_stride + s));
+            for (int r = 0; r < R; ++r) {
+                const __m256i f =
+                    _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + r * len + s));
+                for (int u = 0; u < TT; ++u)
+                    acc16[r][u] = _mm256_add_epi16(acc16[r][u], _mm256_maddubs_epi16(f, xv[u]));
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int u = 0; u < TT; ++u)
+                acc[r][u] = _mm256_add_epi32(acc[r][u], _mm256_madd_epi16(acc16[r][u], ones));
+    }
+    for (int r = 0; r < R; ++r)
+        for (int u = 0; u < TT; ++u) a.acc[(t + u) * a.acc_stride + o + r] += hsum_epi32(acc[r][u]);
+}
+
+// Rows [o, o + R) for every token: each panel of `panel_k` columns is decoded
+// once by `decode(a, o, k0, len, panel)` and reused by every token.
+template <int R, class Decode>
+TL_AVX2 inline void gemm_rows(const GemmArgs& a, int64_t o, uint8_t* panel, int64_t panel_k,
+                              Decode decode) {
+    for (int64_t t = 0; t < a.T; ++t)
+        for (int r = 0; r < R; ++r) a.acc[t * a.acc_stride + o + r] = -a.xsum[t];
+    for (int64_t k0 = 0; k0 < a.Kp; k0 += panel_k) {
+        const int64_t len = a.Kp - k0 < panel_k ? a.Kp - k0 : panel_k;
+        decode(a, o, k0, len, panel);  // once per panel, reused by every token
+        int64_t t = 0;
+        for (; t + 2 <= a.T; t += 2) gemm_tile<R, 2>(a, panel, len, o, k0, t);
+        if (t < a.T) gemm_tile<R, 1>(a, panel, len, o, k0, t);
+    }
+}
+
+// ---- base-3 layout ------------------------------------------------------------
+struct Base3Table {
+    __m256i lo, hi;      // f0 | f1 << 2 | f2 << 4 of b = 0..15 and of b = 16..31 (27.. unused)
+    __m256i times27;     // 27 h, for h = 0..8
+    __m256i div3;        // f4 = h / 3
+    __m256i mod3_shl6;   // f3 << 6 = (h % 3) << 6
+};
+
+TL_AVX2 inline __m256i broadcast16(const uint8_t* t) {
+    return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+}
+
+TL_AVX2 inline Base3Table base3_table() {
+    alignas(16) uint8_t t[5][16] = {};
+    for (int b = 0; b < 27; ++b)
+        t[b / 16][b % 16] = static_cast<uint8_t>(b % 3 | b / 3 % 3 << 2 | b / 9 % 3 << 4);
+    for (int h = 0; h < 9; ++h) {
+        t[2][h] = static_cast<uint8_t>(27 * h);
+        t[3][h] = static_cast<uint8_t>(h / 3);
+        t[4][h] = static_cast<uint8_t>(h % 3 << 6);
+    }
+    return {broadcast16(t[0]), broadcast16(t[1]), broadcast16(t[2]), broadcast16(t[3]),
+            broadcast16(t[4])};
+}
+
+// The five unsigned field vectors (f = code + 1) of 32 base-3 bytes.
+TL_AVX2 inline void base3_fields(__m256i v, const Base3Table& tab, __m256i f[5]) {
+    const __m256i m27 = _mm256_set1_epi16(2428);
+    const __m256i h_even = _mm256_mulhi_epu16(_mm256_and_si256(v, _mm256_set1_epi16(0xff)), m27);
+    const __m256i h_odd = _mm256_mulhi_epu16(_mm256_srli_epi16(v, 8), m27);
+    const __m256i h = _mm256_or_si256(h_even, _mm256_slli_epi16(h_odd, 8));
+    const __m256i b = _mm256_sub_epi8(v, _mm256_shuffle_epi8(tab.times27, h));  // < 27
+    f[4] = _mm256_shuffle_epi8(tab.div3, h);
+    // pshufb gives 0 where the index has bit 7 set: b + 0x70 (saturating) sets it for
+    // b >= 16, b - 16 for b < 16, so exactly one lookup contributes.
+    __m256i p = _mm256_or_si256(
+        _mm256_shuffle_epi8(tab.lo, _mm256_adds_epu8(b, _mm256_set1_epi8(0x70))),
+        _mm256_shuffle_epi8(tab.hi, _mm256_sub_epi8(b, _mm256_set1_epi8(16))));
+    p = _mm256_or_si256(p, _mm256_shuffle_epi8(tab.mod3_shl6, h));
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int j = 0; j < 4; ++j) f[j] = fields(p, j, m3);
+}
+
+template <int R>
+TL_AVX2 inline void gemv3_rows(const GemmArgs& a, int64_t o, const Base3Table& tab) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t nsb = a.Kp / kQK3;
+    RowWalk rw[R];
+    for (int r = 0; r < R; ++r) rw[r] = row_walk(a, o + r);
+    __m256i acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+    for (int64_t sb0 = 0; sb0 < nsb; sb0 += kSb3PerWiden) {
+        const int64_t sb1 = sb0 + kSb3PerWiden < nsb ? sb0 + kSb3PerWiden : nsb;
+        __m256i acc16[R];
+        for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
+        for (int64_t sb = sb0; sb < sb1; ++sb) {
+            const int8_t* xb = a.x + sb * kQK3;
+            // A prefetch past the end of the matrix never faults.
+            for (int r = 0; r < R; ++r)
+                _mm_prefetch(reinterpret_cast<const char*>(rw[r].sb(sb + kPrefetchBlocks)),
+                             _MM_HINT_T0);
+            for (int h = 0; h < 2; ++h) {
+                __m256i xv[5];
+                for (int j = 0; j < 5; ++j)
+                    xv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * j + 32 * h));
+                for (int r = 0; r < R; ++r) {
+                    __m256i f[5];
+                    base3_fields(_mm256_loadu_si256(
+                                     reinterpret_cast<const __m256i*>(rw[r].sb(sb) + 32 * h)),
+                                 tab, f);
+                    for (int j = 0; j < 5; ++j)
+                        acc16[r] = _mm256_add_epi16(acc16[r], _mm256_maddubs_epi16(f[j], xv[j]));
+                }
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones));
+    }
+    for (int r = 0; r < R; ++r) a.acc[o + r] = hsum_epi32(acc[r]) - a.xsum[0];
+}
+
+template <int R>
+TL_AVX2 inline void decode_panel3(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
+                                  uint8_t* panel, const Base3Table& tab) {
+    for (int r = 0; r < R; ++r) {
+        const RowWalk rw = row_walk(a, o + r);
+        uint8_t* dst = panel + r * len;
+        for (int64_t sb = 0; sb < len / kQK3; ++sb)
+            for (int h = 0; h < 2; ++h) {
+                __m256i f[5];
+                base3_fields(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                 rw.sb(k0 / kQK3 + sb) + 32 * h)),
+                             tab, f);
+                for (int j = 0; j < 5; ++j)
+                    _mm256_store_si256(
+                        reinterpret_cast<__m256i*>(dst + sb * kQK3 + 64 * j + 32 * h), f[j]);
+            }
+    }
+}
+
+// Panel decoders for gemm_rows (functors: a lambda would not carry the target attribute).
+template <int R>
+struct Decode2 {
+    TL_AVX2 void operator()(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
+                            uint8_t* panel) const {
+        decode_panel<R>(a, o, k0, len, panel);
+    }
+};
+template <int R>
+struct Decode3 {
+    const Base3Table* tab;
+    TL_AVX2 void operator()(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
+                            uint8_t* panel) const {
+        decode_panel3<R>(a, o, k0, len, panel, *tab);
+    }
+};
+
+}  // namespace
+
+TL_AVX2 void gemv_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
+    int64_t o = o0;
+    for (; o + kRows <= o1; o += kRows) gemv_rows<kRows>(a, o);
+    for (; o < o1; ++o) gemv_rows<1>(a, o);
+}
+
+TL_AVX2 void gemm_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
+    alignas(64) uint8_t panel[kRows * kPanelK];
+    int64_t o = o0;
+    for (; o + kRows <= o1; o += kRows) gemm_rows<kRows>(a, o, panel, kPanelK, Decode2<kRows>{});
+    for (; o < o1; ++o) gemm_rows<1>(a, o, panel, kPanelK, Decode2<1>{});
+}
+
+TL_AVX2 void gemv3_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
+    const Base3Table tab = base3_table();
+    int64_t o = o0;
+    for (; o + kRows <= o1; o += kRows) gemv3_rows<kRows>(a, o, tab);
+    for (; o < o1; ++o) gemv3_rows<1>(a, o, tab);
+}
+
+TL_AVX2 void gemm3_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
+    alignas(64) uint8_t panel[kRows * kPanelK3];
+    const Base3Table tab = base3_table();
+    int64_t o = o0;
+    for (; o + kRows <= o1; o += kRows)
+        gemm_rows<kRows>(a, o, panel, kPanelK3, Decode3<kRows>{&tab});
+    for (; o < o1; ++o) gemm_rows<1>(a, o, panel, kPanelK3, Decode3<1>{&tab});
+}
+
+}  // namespace ternlab
+
+#else  // not x86: never selected by dispatch.cpp
+
+namespace ternlab {
+void gemv_avx2(const GemmArgs&, int64_t, int64_t) {}
+void gemm_avx2(const GemmArgs&, int64_t, int64_t) {}
+void gemv3_avx2(const GemmArgs&, int64_t, int64_t) {}
+void gemm3_avx2(const GemmArgs&, int64_t, int64_t) {}
+}  // namespace ternlab
+
+#endif

@@ -1,0 +1,48 @@
+// The AVX-512 backends (F + BW + DQ + VL + VNNI), and avx512vbmi: the same plus
+// the base-3 kernels that decode with VBMI byte permutes.
+#include "kernels/dispatch.h"
+#include "kernels/gemm.h"
+#include "kernels/quant_act.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+namespace ternlab {
+
+const Backend& avx512_backend() {
+    static const Backend b = [] {
+        Backend t = avx2_backend();  // base-3 and attention keep the AVX2 kernels
+        t.name = "avx512";
+        t.quant_row = quant_row_avx512;
+        t.ternary_gemv[kBits2] = gemv_avx512;
+        t.ternary_gemm[kBits2] = gemm_avx512;
+        // The 512-bit float kernels reproduce the AVX2 GEMV's per-element sequence, so
+        // both give identical results; F32 rows need no conversion: the 256-bit GEMV
+        // already streams them at the memory bandwidth.
+        t.float_gemv[kFmtF16] = float_gemv_f16_avx512;
+        t.float_gemv[kFmtQ8_0] = float_gemv_q8_0_avx512;
+        t.float_gemv[kFmtQ6_K] = float_gemv_q6_k_avx512;
+        t.float_gemm[kFmtF32] = float_gemm_f32_avx512;
+        t.float_gemm[kFmtF16] = float_gemm_f16_avx512;
+        t.float_gemm[kFmtQ8_0] = float_gemm_q8_0_avx512;
+        t.float_gemm[kFmtQ6_K] = float_gemm_q6_k_avx512;
+        t.float_isa = "avx512";
+        return t;
+    }();
+    return b;
+}
+
+const Backend& avx512vbmi_backend() {
+    static const Backend b = [] {
+        Backend t = avx512_backend();
+        t.name = "avx512vbmi";
+        t.ternary_gemv[kBase3] = gemv3_avx512vbmi;
+        t.ternary_gemm[kBase3] = gemm3_avx512vbmi;
+        t.preferred_layout = kBase3;  // 20% fewer bytes at the 2-bit kernels' speed
+        return t;
+    }();
+    return b;
+}
+
+}  // namespace ternlab
+
+#endif

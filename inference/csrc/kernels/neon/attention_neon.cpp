@@ -1,0 +1,158 @@
+// NEON attention kernels (attention_kernels.h), for head_dim % 4 == 0; the
+// AVX2 kernels' structure at 4 lanes. Scores: G heads x P positions per step
+// (G * P = 4 independent FMA chains), each cached K row loaded once for the G
+// heads. Weighted sum over the transposed V: R rows of V^T x G heads (G * R <= 8
+// accumulators) per sweep over the positions. They agree with the scalar
+// reference to float32 rounding (fused multiply-adds and another summation
+// order; the self-test states the bounds) and are deterministic.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/attention_kernels.h"
+#include "kernels/isa.h"
+
+#if TERNLAB_NEON
+
+namespace ternlab {
+
+namespace {
+
+// Scores of G heads at positions [j, j + P) (G * P <= 4).
+template <int G, int P>
+inline void scores_step(const float* q, const float* k, int64_t j, int64_t hd, float scale,
+                        float* s, int64_t s_stride, float* mx) {
+    float32x4_t acc[4];
+    for (int i = 0; i < 4; ++i) acc[i] = vdupq_n_f32(0.0f);
+    for (int64_t d = 0; d < hd; d += 4) {
+        for (int p = 0; p < P; ++p) {
+            const float32x4_t kv = vld1q_f32(k + (j + p) * hd + d);
+            for (int g = 0; g < G; ++g)
+                acc[g * P + p] = vfmaq_f32(acc[g * P + p], vld1q_f32(q + g * hd + d), kv);
+        }
+    }
+    for (int g = 0; g < G; ++g)
+        for (int p = 0; p < P; ++p) {
+            const float v = vaddvq_f32(acc[g * P + p]) * scale;
+            s[g * s_stride + j + p] = v;
+            mx[g] = std::max(mx[g], v);
+        }
+}
+
+template <int G>
+void scores_g(const float* q, const float* k, int64_t n, int64_t hd, float scale, float* s,
+              int64_t s_stride, float* mx) {
+    constexpr int P = 4 / G;
+    for (int g = 0; g < G; ++g) mx[g] = -INFINITY;
+    int64_t j = 0;
+    for (; j + P <= n; j += P) scores_step<G, P>(q, k, j, hd, scale, s, s_stride, mx);
+    for (; j < n; ++j) scores_step<G, 1>(q, k, j, hd, scale, s, s_stride, mx);
+}
+
+void scores_neon(const float* q, int G, const float* k, int64_t n, int64_t hd, float scale,
+                 float* s, int64_t s_stride, float* mx) {
+    switch (G) {
+        case 1: scores_g<1>(q, k, n, hd, scale, s, s_stride, mx); break;
+        case 2: scores_g<2>(q, k, n, hd, scale, s, s_stride, mx); break;
+        case 3: scores_g<3>(q, k, n, hd, scale, s, s_stride, mx); break;
+        default: scores_g<4>(q, k, n, hd, scale, s, s_stride, mx); break;
+    }
+}
+
+// exp(x) for x <= 0: the AVX2 kernel's Cephes expf (x = n ln2 + r, a degree-5
+// polynomial for exp(r), n put into the exponent bits); within 2 ulp of
+// std::exp, and 0 below -87 where expf itself is denormal.
+inline float32x4_t exp_neg(float32x4_t x) {
+    const float32x4_t lo = vdupq_n_f32(-87.0f);
+    const uint32x4_t tiny = vcltq_f32(x, lo);
+    x = vmaxq_f32(x, lo);
+    const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t y = vdupq_n_f32(1.9875691500e-4f);
+    y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, r);
+    y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, r);
+    y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, r);
+    y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, r);
+    y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, r);
+    y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), y, vmulq_f32(r, r));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
+    const float32x4_t out = vmulq_f32(y, vreinterpretq_f32_s32(e));
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(out), tiny));
+}
+
+void softmax_neon(float* s, int64_t n, float mx) {
+    const float32x4_t m = vdupq_n_f32(mx);
+    float32x4_t sum = vdupq_n_f32(0.0f);
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float32x4_t e = exp_neg(vsubq_f32(vld1q_f32(s + j), m));
+        vst1q_f32(s + j, e);
+        sum = vaddq_f32(sum, e);
+    }
+    if (j < n) {  // the last 1-3 positions through a zero-padded copy: no access past n
+        float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        std::copy(s + j, s + n, tail);
+        static const uint32_t kLane[4] = {0, 1, 2, 3};
+        const uint32x4_t keep =
+            vcltq_u32(vld1q_u32(kLane), vdupq_n_u32(static_cast<uint32_t>(n - j)));
+        const float32x4_t e = vreinterpretq_f32_u32(vandq_u32(
+            vreinterpretq_u32_f32(exp_neg(vsubq_f32(vld1q_f32(tail), m))), keep));
+        vst1q_f32(tail, e);
+        std::copy(tail, tail + (n - j), s + j);
+        sum = vaddq_f32(sum, e);
+    }
+    const float32x4_t total = vdupq_n_f32(vaddvq_f32(sum));
+    for (j = 0; j + 4 <= n; j += 4) vst1q_f32(s + j, vdivq_f32(vld1q_f32(s + j), total));
+    const float t = vgetq_lane_f32(total, 0);
+    for (; j < n; ++j) s[j] /= t;
+}
+
+// out[g * hd + d], d in [d0, d0 + R), for the G heads.
+template <int G, int R>
+inline void wsum_rows(const float* p, int64_t p_stride, const float* vt, int64_t vt_stride,
+                      int64_t n, int64_t hd, int64_t d0, float* out) {
+    static_assert(G * R <= 8, "at most eight accumulators");
+    float32x4_t acc[G * R];
+    for (int i = 0; i < G * R; ++i) acc[i] = vdupq_n_f32(0.0f);
+    const float* rows = vt + d0 * vt_stride;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t pv[G];
+        for (int g = 0; g < G; ++g) pv[g] = vld1q_f32(p + g * p_stride + j);
+        for (int r = 0; r < R; ++r) {
+            const float32x4_t vv = vld1q_f32(rows + r * vt_stride + j);
+            for (int g = 0; g < G; ++g) acc[g * R + r] = vfmaq_f32(acc[g * R + r], pv[g], vv);
+        }
+    }
+    for (int g = 0; g < G; ++g)
+        for (int r = 0; r < R; ++r) {
+            float v = vaddvq_f32(acc[g * R + r]);
+            for (int64_t i = j; i < n; ++i) v += p[g * p_stride + i] * rows[r * vt_stride + i];
+            out[g * hd + d0 + r] = v;
+        }
+}
+
+template <int G, int R>
+void wsum_g(const float* p, int64_t p_stride, const float* vt, int64_t vt_stride, int64_t n,
+            int64_t hd, float* out) {
+    for (int64_t d0 = 0; d0 < hd; d0 += R)
+        wsum_rows<G, R>(p, p_stride, vt, vt_stride, n, hd, d0, out);
+}
+
+void weighted_sum_neon(const float* p, int G, int64_t p_stride, const float* vt,
+                       int64_t vt_stride, int64_t n, int64_t hd, float* out) {
+    switch (G) {  // R divides hd (a multiple of 4)
+        case 1: wsum_g<1, 4>(p, p_stride, vt, vt_stride, n, hd, out); break;
+        case 2: wsum_g<2, 4>(p, p_stride, vt, vt_stride, n, hd, out); break;
+        case 3: wsum_g<3, 2>(p, p_stride, vt, vt_stride, n, hd, out); break;
+        default: wsum_g<4, 2>(p, p_stride, vt, vt_stride, n, hd, out); break;
+    }
+}
+
+}  // namespace
+
+const AttentionKernels kAttentionNeon = {scores_neon, softmax_neon, weighted_sum_neon};
+
+}  // namespace ternlab
+
+#endif  // TERNLAB_NEON
