@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 from ternlab.inference.decoding import Decoder, TokenLogprob, prompt_logprobs
@@ -94,6 +95,17 @@ class Scheduler:
         self.pending: collections.deque[Job] = collections.deque()
         self.cv = threading.Condition()
         self.steps = 0
+        # Where the scheduler thread's time goes (GET /health shows them; serve_load reads
+        # them): forward passes, the Python work around them, tokens by kind.
+        self.stats = {
+            "step_s": 0.0,  # in Engine.eval_batch
+            "python_s": 0.0,  # the rest of each step: batching, sampling, events
+            "prompt_tokens": 0,  # evaluated (cached prefixes not counted)
+            "decode_tokens": 0,
+            "decode_only_steps": 0,  # steps without prompt tokens, and their
+            "decode_only_s": 0.0,  # eval_batch time and tokens: the batched decode rate
+            "decode_only_tokens": 0,
+        }
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="ternlab-scheduler", daemon=True)
         self._thread.start()
@@ -127,6 +139,7 @@ class Scheduler:
                 "queued": len(self.pending),
                 "max_queue": self.max_queue,
                 "steps": self.steps,
+                "stats": dict(self.stats),
             }
 
     def close(self) -> None:
@@ -216,6 +229,7 @@ class Scheduler:
         self.active[slot] = job
 
     def _step(self) -> None:
+        t0 = time.perf_counter()
         budget = self.prefill_chunk
         batch: list[tuple[Job, list[int], bool]] = []
         for slot in sorted(self.active):
@@ -228,10 +242,14 @@ class Scheduler:
                 batch.append((job, chunk, job.echo_logprobs))
             else:
                 batch.append((job, job.decoder.tokens[-1:], False))
+        t1 = time.perf_counter()
         logits = self.engine.eval_batch(
             [j.slot for j, _, _ in batch], [c for _, c, _ in batch], [a for _, _, a in batch]
         )
+        t2 = time.perf_counter()
         self.steps += 1
+        prompt = sum(len(c) for j, c, _ in batch if j.todo)  # before _read takes them off
+        decode = sum(1 for j, _, _ in batch if not j.todo)
         r = 0
         for job, chunk, all_rows in batch:
             rows = logits[r : r + (len(chunk) if all_rows else 1)]
@@ -241,6 +259,16 @@ class Scheduler:
                 if job.todo:
                     continue
             self._next_token(job, rows[-1])
+        with self.cv:
+            st = self.stats
+            st["step_s"] += t2 - t1
+            st["python_s"] += time.perf_counter() - t2 + t1 - t0
+            st["prompt_tokens"] += prompt
+            st["decode_tokens"] += decode
+            if not prompt:
+                st["decode_only_steps"] += 1
+                st["decode_only_s"] += t2 - t1
+                st["decode_only_tokens"] += decode
 
     def _read(self, job: Job, chunk: list[int], rows, all_rows: bool) -> None:
         """Bookkeeping after ``chunk`` of the prompt went through the model."""

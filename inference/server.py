@@ -8,7 +8,8 @@ Endpoints:
   [DONE]`` at the end, the last chunk carrying ``usage``)
 - ``POST /tokenize``, ``POST /detokenize``, ``GET /tokenizer_info``: the model's
   tokenizer (the endpoints lm-eval's ``tokenizer_backend=remote`` uses)
-- ``GET /v1/models``, ``GET /health`` (with the scheduler's slots and queue)
+- ``GET /v1/models``, ``GET /health`` (the scheduler's slots, queue and ``stats``: time in
+  forward passes and in Python, prompt and decode tokens, decode-only steps)
 
 Requests run concurrently: the engine's KV-cache slots (``Engine(slots=N)``) are decoded
 together by a :class:`~ternlab.inference.scheduler.Scheduler`, one forward pass per step

@@ -255,6 +255,25 @@ def test_concurrent_requests_are_decoded_together(url, eng):
     assert _health(url)["steps"] - steps < tokens  # several sequences a forward pass
 
 
+def test_health_accounts_for_the_scheduler_time(url):
+    before = _health(url)["stats"]
+    body = {"prompt": ["7+7=", "1+23="], "n": 2, "max_tokens": 12, "temperature": 0}
+    r = _post(url, "/v1/completions", body)[1]
+    after = _health(url)["stats"]
+    d = {k: after[k] - before[k] for k in after}
+    # Every generated token but the last is evaluated once more, as is an EOS sampled.
+    rows = sum(c["finish_reason"] == "stop" for c in r["choices"]) - len(r["choices"])
+    assert d["decode_tokens"] == r["usage"]["completion_tokens"] + rows
+    # Evaluated prompt tokens: each prompt at least once (less what was cached), at most
+    # once a choice.
+    u = r["usage"]
+    low = u["prompt_tokens"] - u["prompt_tokens_details"]["cached_tokens"]
+    assert 0 < low <= d["prompt_tokens"] <= 2 * u["prompt_tokens"]
+    assert d["step_s"] > 0 and d["python_s"] > 0
+    assert 0 <= d["decode_only_tokens"] <= d["decode_tokens"]
+    assert 0 <= d["decode_only_s"] <= d["step_s"]
+
+
 def _open_stream(url: str, body: dict) -> socket.socket:
     host, port = url.rsplit("/", 1)[-1].split(":")
     s = socket.create_connection((host, int(port)), timeout=60)
