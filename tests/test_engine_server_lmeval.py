@@ -21,6 +21,25 @@ needs_gsm8k = pytest.mark.skipif(
     not (GSM8K / "test.jsonl").is_file(), reason=f"no GSM8K JSONL at {GSM8K}"
 )
 MAX_GEN = 24
+N_DOCS = 8  # GSM8K test problems scored both ways
+
+
+def _fitting_docs(path: Path, n: int) -> list[int]:
+    """The first ``n`` problems whose zero-shot prompt, chat template and answer fit the
+    test model's 256-token context (a few of the first ones do not)."""
+    import json
+
+    eng = Engine(path, threads=1)
+    docs = []
+    with open(GSM8K / "test.jsonl") as f:
+        for i, line in enumerate(f):
+            q = json.loads(line)["question"]
+            text = eng.render_chat([{"role": "user", "content": f"Question: {q}\nAnswer:"}])
+            if len(eng.encode(text)) + MAX_GEN < eng.n_ctx:
+                docs.append(i)
+                if len(docs) == n:
+                    break
+    return docs
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +57,16 @@ def url(path):
     server.server_close()
 
 
-def _gsm8k(lm, tmp_path: Path, chat: bool) -> dict:
+def _gsm8k(lm, tmp_path: Path, chat: bool, docs: list[int]) -> dict:
     from lm_eval import simple_evaluate
 
     from ternlab.evals.gsm8k import gsm8k_config, task_manager
 
-    # Zero-shot keeps the first problems' prompts inside the test model's 256 tokens.
+    # Zero-shot keeps the prompts inside the test model's 256 tokens.
     cfg = gsm8k_config(GSM8K, num_fewshot=0, cache_dir=tmp_path, max_gen_toks=MAX_GEN)
     res = simple_evaluate(
-        model=lm, tasks=[cfg], task_manager=task_manager(), limit=2, log_samples=True,
-        apply_chat_template=chat, bootstrap_iters=0,
+        model=lm, tasks=[cfg], task_manager=task_manager(), samples={"gsm8k": docs},
+        log_samples=True, apply_chat_template=chat, bootstrap_iters=0,
     )  # fmt: skip
     samples = sorted(res["samples"]["gsm8k"], key=lambda s: (s["doc_id"], s["filter"]))
     return {
@@ -64,15 +83,19 @@ def test_lm_eval_through_the_server_scores_gsm8k_like_ternlab_eval(url, path, tm
 
     from ternlab.evals.lm_eval_model import TernlabLM
 
-    want = _gsm8k(TernlabLM(path=str(path), threads=1, max_gen_toks=MAX_GEN), tmp_path, chat)
+    docs = _fitting_docs(path, N_DOCS)
+    assert len(docs) == N_DOCS
+    lm = TernlabLM(path=str(path), threads=1, max_gen_toks=MAX_GEN)
+    want = _gsm8k(lm, tmp_path, chat, docs)
     # Text prompts: the server tokenizes them as the engine does (BOS as the file says).
     kw = {"tokenizer_backend": None, "tokenized_requests": False, "max_gen_toks": MAX_GEN,
-          "num_concurrent": 2, "max_retries": 1}  # fmt: skip
+          "num_concurrent": 4, "max_retries": 1}  # fmt: skip
     if chat:
         lm = LocalChatCompletion(base_url=f"{url}/v1/chat/completions", **kw)
     else:
         lm = LocalCompletionsAPI(base_url=f"{url}/v1/completions", **kw)
-    got = _gsm8k(lm, tmp_path, chat)
+    got = _gsm8k(lm, tmp_path, chat, docs)
+    assert len(got["outputs"]) == 2 * N_DOCS  # two filters (strict, flexible) a problem
     assert got == want
     assert got["results"]["exact_match,strict-match"] is not None
     assert all(resps[0][0] for _, _, resps, _ in got["outputs"])  # the model said something
