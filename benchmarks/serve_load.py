@@ -71,6 +71,39 @@ def start_server(args: argparse.Namespace, model: str, port: int) -> subprocess.
     raise RuntimeError("ternlab serve did not come up in 600 s")
 
 
+class EngineSteps:
+    """Decode steps of 1 and of ``--slots`` sequences timed on an engine of the benchmark's
+    own (``Engine.eval_batch``, without HTTP or Python scheduling): the batching ceiling.
+    Timed before the first round and after each, so it sees the load the phases saw."""
+
+    def __init__(self, model: str, args: argparse.Namespace) -> None:
+        from ternlab.inference.engine import Engine
+
+        self.n = args.slots
+        self.eng = Engine(model, threads=args.threads, n_ctx=args.ctx, slots=self.n)
+        for s in range(self.n):
+            self.eng.eval_batch([s], [[1] * args.prompt_tokens], [False])
+        self.times: dict[int, list[float]] = {1: [], self.n: []}
+
+    def time(self, reps: int = 3) -> None:
+        for _ in range(reps):
+            for n in self.times:
+                t0 = time.perf_counter()
+                self.eng.eval_batch(list(range(n)), [[2]] * n, [False] * n)
+                self.times[n].append(time.perf_counter() - t0)
+                for s in range(n):  # back to the prompt: every step at the same position
+                    self.eng.keep_prefix(s, len(self.eng.slot_tokens(s)) - 1)
+
+    def summary(self) -> dict:
+        med = {n: float(np.median(ts)) for n, ts in self.times.items()}
+        return {
+            "reps": len(self.times[1]),
+            "step_s": {str(n): t for n, t in med.items()},
+            "tokens_per_s": {str(n): n / t for n, t in med.items()},
+            "ratio": (self.n / med[self.n]) / (1 / med[1]),
+        }
+
+
 def one_request(port: int, prompt: list[int], max_tokens: int) -> dict:
     """A streamed completion; times of the request, the first and every later event."""
     # logprobs 0: one event per token, even when its text is held back (byte tokens).
@@ -122,6 +155,7 @@ def phase(port: int, clients: int, requests: int, n_prompt: int, max_tokens: int
             with lock:
                 results.append(r)
 
+    before = health(port)
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -129,6 +163,9 @@ def phase(port: int, clients: int, requests: int, n_prompt: int, max_tokens: int
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    after = health(port)
+    d = {k: after["stats"][k] - before["stats"][k] for k in after["stats"]}
+    steps = after["steps"] - before["steps"]
     ok = [r for r in results if r["ok"]]
     tokens = sum(r["tokens"] for r in ok)
     pct = lambda xs, q: float(np.percentile(xs, q)) if xs else None  # noqa: E731
@@ -153,6 +190,133 @@ def phase(port: int, clients: int, requests: int, n_prompt: int, max_tokens: int
         "ttft_p99_s": pct(ttft, 99),
         "token_gap_p50_ms": pct(gaps, 50) and pct(gaps, 50) * 1e3,
         "token_gap_p99_ms": pct(gaps, 99) and pct(gaps, 99) * 1e3,
+        # The server's own account (GET /health): its forward passes, the Python around
+        # them, and steps that only decoded (no prompt tokens read alongside).
+        "server": {
+            "steps": steps,
+            "engine_busy": d["step_s"] / wall,
+            "python_ms_per_step": 1e3 * d["python_s"] / max(steps, 1),
+            "prompt_tokens": d["prompt_tokens"],
+            "decode_tokens": d["decode_tokens"],
+            "prompt_step_share": 1 - d["decode_only_s"] / d["step_s"] if d["step_s"] else None,
+            "decode_only_batch": d["decode_only_tokens"] / max(d["decode_only_steps"], 1),
+        },
+        "decode_only_tokens_per_s": (
+            d["decode_only_tokens"] / d["decode_only_s"] if d["decode_only_s"] else None
+        ),
+    }
+
+
+def health(port: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/health")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def _http(port: int, path: str, body: bytes, timeout: float = 600) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def soak_request(port: int, kind: str, rng: random.Random, vocab: int, n_ctx: int) -> dict:
+    """One request of the soak; ``ok`` when the server answered as it should."""
+    prompt = [rng.randrange(vocab) for _ in range(rng.randrange(4, 129))]
+    gen = rng.randrange(1, 33)
+    if kind == "bad":  # the server must say 400 and carry on
+        body = rng.choice([
+            b"{not json", b"[" * 50_000, json.dumps({"prompt": prompt, "temprature": 0}).encode(),
+            json.dumps({"prompt": prompt, "max_tokens": 10**9}).encode(),
+            json.dumps({"prompt": [1] * n_ctx}).encode(), b'{"prompt": "\\ud800"}',
+        ])  # fmt: skip
+        status, data = _http(port, "/v1/completions", body)
+        ok = status == 400 and b'"invalid_request_error"' in data
+        return {"kind": kind, "ok": ok, "error": None if ok else f"HTTP {status}: {data[:200]!r}"}
+    if kind == "leave":  # a streamed request whose client hangs up after a few events
+        body = json.dumps({"prompt": prompt, "max_tokens": 64, "temperature": 0, "stream": True,
+                           "logprobs": 0}).encode()  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port), timeout=600) as s:
+            s.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            got, want = b"", rng.randrange(1, 4)
+            while got.count(b"data: ") < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        ok = got.startswith(b"HTTP/1.1 200")
+        return {"kind": kind, "ok": ok, "error": None if ok else f"{got[:200]!r}"}
+    if kind == "stream":
+        r = one_request(port, prompt, gen)
+        return {"kind": kind, "ok": r["ok"], "error": r.get("error")}
+    if kind == "chat":
+        path = "/v1/chat/completions"
+        text = " ".join(str(rng.randrange(1000)) for _ in range(rng.randrange(2, 40)))
+        body = {"messages": [{"role": "user", "content": text}], "max_tokens": gen,
+                "temperature": 0.8, "seed": rng.randrange(1000), "stop": ["\n\n"]}  # fmt: skip
+    elif kind == "score":  # lm-eval's log-likelihood request: echo the prompt's log-probs
+        path = "/v1/completions"
+        body = {"prompt": prompt, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0}
+    else:  # "whole": n choices, sampled
+        path = "/v1/completions"
+        body = {"prompt": prompt, "max_tokens": gen, "n": rng.choice([1, 2]), "temperature": 1.0,
+                "top_p": 0.9, "seed": rng.randrange(1000)}  # fmt: skip
+    status, data = _http(port, path, json.dumps(body).encode())
+    ok = status == 200 and len(json.loads(data)["choices"]) == body.get("n", 1)
+    return {"kind": kind, "ok": ok, "error": None if ok else f"HTTP {status}: {data[:200]!r}"}
+
+
+SOAK_KINDS = ("stream", "whole", "chat", "score", "leave", "bad")
+
+
+def soak(port: int, requests: int, clients: int, vocab: int, n_ctx: int, seed: int) -> dict:
+    """``requests`` mixed requests from ``clients`` threads (round-robin kinds): streamed,
+    whole with ``n``, chat, echo scoring, clients hanging up mid-stream, bad requests.
+    A failure is any answer other than the right one; then the server must be idle."""
+    kinds = [SOAK_KINDS[i % len(SOAK_KINDS)] for i in range(requests)]
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        rng = random.Random(seed * 1000 + c)
+        for kind in kinds[c::clients]:
+            try:
+                r = soak_request(port, kind, rng, vocab, n_ctx)
+            except Exception as e:  # a failed request is a result, not a crash
+                r = {"kind": kind, "ok": False, "error": f"{type(e).__name__}: {e}"}
+            with lock:
+                results.append(r)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    deadline = time.monotonic() + 60
+    while True:  # cancelled sequences leave at the next step
+        h = health(port)
+        if (h["active"], h["queued"]) == (0, 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return {
+        "requests": len(results),
+        "clients": clients,
+        "by_kind": {k: sum(r["kind"] == k for r in results) for k in SOAK_KINDS},
+        "failed": sum(not r["ok"] for r in results),
+        "errors": sorted({r["error"] for r in results if not r["ok"]})[:5],
+        "wall_s": wall,
+        "health_after": {k: h[k] for k in ("status", "active", "queued", "steps")},
     }
 
 
@@ -173,6 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--engine-steps", action="store_true",
+        help="also time Engine.eval_batch decode steps of 1 and --slots sequences (the "
+        "batching ceiling, without HTTP or Python scheduling)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--soak", type=int, default=0, metavar="N",
+        help="after the phases, N mixed requests from the largest client count (streamed, "
+        "whole with n, chat, echo scoring, clients hanging up, bad requests): none may fail",
+    )  # fmt: skip
     ap.add_argument("-o", "--output", default=None, help="write the JSON here too")
     args = ap.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",")]
@@ -183,13 +357,14 @@ def main(argv: list[str] | None = None) -> int:
 
         shape = random_gguf.SHAPES[args.shape]
         model = str(random_gguf.ensure_gguf(shape, args.type, args.embed_type, args.arch, 0))
+    steps = EngineSteps(model, args) if args.engine_steps else None
+    if steps:
+        steps.time()
     port = free_port()
     load = os.getloadavg()
     proc = start_server(args, model, port)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        conn.request("GET", "/health")
-        vocab = json.loads(conn.getresponse().read())["n_vocab"]
+        vocab = health(port)["n_vocab"]
         rng = random.Random(args.seed)
         one_request(port, [1] * args.prompt_tokens, 4)  # warm-up
         phases = []
@@ -197,8 +372,15 @@ def main(argv: list[str] | None = None) -> int:
             for c in args.clients:
                 r = phase(port, c, args.requests, args.prompt_tokens, args.max_tokens, vocab, rng)
                 r["round"] = k
+                r["loadavg_after"] = os.getloadavg()
                 print(json.dumps(r), file=sys.stderr)
                 phases.append(r)
+            if steps:
+                steps.time()
+        soaked = None
+        if args.soak:
+            soaked = soak(port, args.soak, max(args.clients), vocab, args.ctx, args.seed)
+            print(json.dumps(soaked), file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -211,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": cpu_name(),
             "logical_cpus": os.cpu_count(),
             "loadavg_at_start": load,
+            "loadavg_at_end": os.getloadavg(),
         },  # fmt: skip
         "server": {"slots": args.slots, "ctx": args.ctx, "threads": args.threads},
         "workload": {
@@ -220,26 +403,36 @@ def main(argv: list[str] | None = None) -> int:
             "greedy": True,
             "stream": True,
         },  # fmt: skip
+        "engine_decode_step": steps.summary() if steps else None,
         "rounds": args.rounds,
         "phases": phases,
         "median_by_clients": summary,
         "speedup_vs_1_client": {c: _speedup(v, base) for c, v in summary.items()} if base else None,
+        "soak": soaked,
     }
     text = json.dumps(out, indent=2)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
-    return 0 if all(p["failed"] == 0 for p in phases) else 1
+    clean = all(p["failed"] == 0 for p in phases) and (not soaked or soaked["failed"] == 0)
+    return 0 if clean else 1
 
 
 MEDIAN_KEYS = ("tokens_per_s", "aggregate_decode_tokens_per_s", "seq_decode_tokens_per_s",
-               "latency_p50_s", "latency_p99_s", "ttft_p50_s", "ttft_p99_s",
-               "token_gap_p50_ms", "token_gap_p99_ms")  # fmt: skip
+               "decode_only_tokens_per_s", "latency_p50_s", "latency_p99_s", "ttft_p50_s",
+               "ttft_p99_s", "token_gap_p50_ms", "token_gap_p99_ms", "server.engine_busy",
+               "server.python_ms_per_step", "server.prompt_step_share")  # fmt: skip
+
+
+def _get(p: dict, key: str):
+    for part in key.split("."):
+        p = p[part]
+    return p
 
 
 def _median(ps: list[dict]) -> dict:
-    out = {k: float(np.median([p[k] for p in ps])) for k in MEDIAN_KEYS
-           if ps and all(p[k] is not None for p in ps)}  # fmt: skip
+    out = {k: float(np.median([_get(p, k) for p in ps])) for k in MEDIAN_KEYS
+           if ps and all(_get(p, k) is not None for p in ps)}  # fmt: skip
     return out | {
         "requests": sum(p["requests"] for p in ps),
         "failed": sum(p["failed"] for p in ps),
@@ -247,8 +440,8 @@ def _median(ps: list[dict]) -> dict:
 
 
 def _speedup(v: dict, base: dict) -> dict:
-    return {k: v[k] / base[k] for k in ("tokens_per_s", "aggregate_decode_tokens_per_s")
-            if v.get(k) and base.get(k)}  # fmt: skip
+    keys = ("tokens_per_s", "aggregate_decode_tokens_per_s", "decode_only_tokens_per_s")
+    return {k: v[k] / base[k] for k in keys if v.get(k) and base.get(k)}
 
 
 if __name__ == "__main__":
