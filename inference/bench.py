@@ -33,12 +33,15 @@ def run_bench(
     threads: int = 1,
     repetitions: int = 3,
     model=None,
+    kv_type: str = "f32",
 ) -> dict:
     """Measure ``path`` with ``threads`` threads; returns a JSON-ready dict.
 
     ``model`` may be an already loaded ``_kernels.Model`` of ``path`` (its thread count
     is set to ``threads``), to avoid loading the file once per thread count; ``load_s``
-    is then ``None``.
+    is then ``None``, and ``kv_type`` is the model's. The result records the KV cache's
+    value type and bytes (``kv_type``, ``kv_cache_bytes``: ``max(n_prompt, n_gen)``
+    positions, one slot).
     """
     from ternlab.inference import _kernels
 
@@ -52,7 +55,7 @@ def run_bench(
     load_s = None
     if model is None:
         t0 = time.perf_counter()
-        model = _kernels.Model(str(p), threads, max(n_prompt, n_gen))
+        model = _kernels.Model(str(p), threads, max(n_prompt, n_gen), "auto", 1, kv_type)
         load_s = time.perf_counter() - t0
     model.threads = threads
     cfg, meta = model.config, model.metadata
@@ -72,6 +75,8 @@ def run_bench(
         "threads": threads,
         "isa": _kernels.current_isa(),
         "layout": model.layout,
+        "kv_type": model.kv_type,
+        "kv_cache_bytes": model.kv_cache_bytes,
         "n_prompt": n_prompt,
         "n_gen": n_gen,
         "repetitions": repetitions,

@@ -49,10 +49,16 @@ def _model_args(p: argparse.ArgumentParser, ctx: bool = True) -> None:
 
 
 def _layout_arg(p: argparse.ArgumentParser) -> None:
+    """--layout and --kv-type: how the weights and the KV cache are held in memory."""
     p.add_argument(
         "--layout", choices=("auto", "bits2", "base3"), default="auto",
         help="in-memory layout of ternary weights: bits2 (2 bits a weight), base3 (1.6 "
         "bits: 20%% fewer bytes a token), auto (the fastest on this CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--kv-type", choices=("f32", "f16"), default="f32",
+        help="KV cache values: f32, or f16 (IEEE half: half the cache memory, logits "
+        "within a small rounding of f32's)",
     )  # fmt: skip
 
 
@@ -201,7 +207,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for path in args.model:
         _check_file(path)
         t0 = time.perf_counter()
-        model = _kernels.Model(path, max(threads), max(args.n_prompt, args.n_gen), args.layout)
+        model = _kernels.Model(
+            path, max(threads), max(args.n_prompt, args.n_gen), args.layout, 1, args.kv_type
+        )
         load_s = time.perf_counter() - t0
         for t in threads:
             r = run_bench(path, args.n_prompt, args.n_gen, t, args.repetitions, model=model)
@@ -251,7 +259,12 @@ def _load(args: argparse.Namespace):
     _check_file(args.model)
     slots = getattr(args, "slots", 1)
     return Engine(
-        args.model, threads=args.threads, n_ctx=args.ctx_size, layout=args.layout, slots=slots
+        args.model,
+        threads=args.threads,
+        n_ctx=args.ctx_size,
+        layout=args.layout,
+        slots=slots,
+        kv_type=args.kv_type,
     )
 
 
@@ -330,6 +343,7 @@ def _print_bench(results: list[dict]) -> None:
         "type",
         "isa",
         "layout",
+        "kv",
         "threads",
         "test",
         "tokens/s",
@@ -349,6 +363,7 @@ def _print_bench(results: list[dict]) -> None:
                 str(r["type"]),
                 r["isa"],
                 r["layout"],
+                r["kv_type"],
                 str(r["threads"]),
                 f"{test}{n}",
                 f"{m['tokens_per_s']:.2f} ± {m['tokens_per_s_stdev']:.2f}",

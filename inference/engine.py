@@ -38,6 +38,8 @@ from ternlab.inference.tokenizer import TextTokenizer, tokenizer_from_metadata
 N_BATCH = 256
 #: Threads when none are asked for: decoding is memory-bound, more rarely helps.
 MAX_DEFAULT_THREADS = 8
+#: The KV cache's value types (``Engine(kv_type=...)``, ``--kv-type``).
+KV_TYPES = ("f32", "f16")
 
 
 def default_threads() -> int:
@@ -100,7 +102,10 @@ class Engine:
     ``"bits2"`` (2 bits a weight), ``"base3"`` (1.6 bits, five to a byte: 20% fewer
     bytes a token) or ``"auto"``, the one this CPU's kernels multiply fastest. The
     logits are identical in every layout. ``slots``: KV-cache slots (sequences that
-    :meth:`eval_batch` runs together), each of ``n_ctx`` positions. Raises
+    :meth:`eval_batch` runs together), each of ``n_ctx`` positions. ``kv_type``: the
+    KV cache's values, ``"f32"`` or ``"f16"`` (IEEE half, rounded to nearest even as
+    torch's ``.half()``: half the memory, logits within a small rounding of f32's;
+    :attr:`kv_cache_bytes`). Raises
     ``FileNotFoundError`` for a missing file and ``ternlab.inference._kernels.GGUFError``
     (a ``ValueError``) for a bad one.
     """
@@ -112,6 +117,7 @@ class Engine:
         n_ctx: int | None = None,
         layout: str = "auto",
         slots: int = 1,
+        kv_type: str = "f32",
     ) -> None:
         from ternlab.inference import _kernels  # the C++ extension; torch-free
 
@@ -127,8 +133,10 @@ class Engine:
         self.path = p
         if layout not in ("auto", "bits2", "base3"):
             raise ValueError(f"layout must be 'auto', 'bits2' or 'base3', got {layout!r}")
+        if kv_type not in KV_TYPES:
+            raise ValueError(f"kv_type must be 'f32' or 'f16', got {kv_type!r}")
         self._model = _kernels.Model(
-            str(p), threads or default_threads(), n_ctx or 0, layout, slots
+            str(p), threads or default_threads(), n_ctx or 0, layout, slots, kv_type
         )
         self._meta: dict = dict(self._model.metadata)
         self._config: dict = dict(self._model.config)
@@ -187,6 +195,20 @@ class Engine:
     def layout(self) -> str:
         """The in-memory layout of the ternary weights: ``"bits2"`` or ``"base3"``."""
         return str(self._model.layout)
+
+    @property
+    def kv_type(self) -> str:
+        """The KV cache's values: ``"f32"`` or ``"f16"``."""
+        return str(self._model.kv_type)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """Bytes of the KV cache: K and V, every slot, ``n_ctx`` positions each.
+
+        ``slots * n_ctx * n_layer * 2 * n_head_kv * head_dim`` values of 4 (f32) or 2
+        (f16) bytes, allocated at load; pages are touched only as positions fill.
+        """
+        return int(self._model.kv_cache_bytes)
 
     @property
     def threads(self) -> int:

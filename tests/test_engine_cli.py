@@ -13,9 +13,9 @@ from engine_helpers import engine_model
 from ternlab.inference.engine import Engine
 
 FIELDS = (
-    "model", "file_size", "arch", "type", "isa", "layout", "threads", "n_prompt", "n_gen",
-    "repetitions", "peak_rss_bytes", "machine", "ternlab_version", "n_params", "pp", "tg",
-    "timestamp",
+    "model", "file_size", "arch", "type", "isa", "layout", "kv_type", "kv_cache_bytes", "threads",
+    "n_prompt", "n_gen", "repetitions", "peak_rss_bytes", "machine", "ternlab_version", "n_params",
+    "pp", "tg", "timestamp",
 )  # fmt: skip
 TERNLAB = str(Path(sys.executable).parent / "ternlab")
 
@@ -106,6 +106,33 @@ def test_bench_layout_option(gguf, tmp_path, layout):
     assert layout in r.stdout
 
 
+@pytest.mark.parametrize("kv_type", ["f32", "f16"])
+def test_bench_kv_type_option(gguf, eng, tmp_path, kv_type):
+    out = tmp_path / "bench.json"
+    r = _run("bench", "-m", str(gguf), "-p", "6", "-n", "2", "-r", "1", "--kv-type", kv_type,
+             "-o", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    [x] = json.loads(out.read_text())["results"]
+    c = eng.config
+    values = 6 * c["n_layer"] * 2 * c["n_head_kv"] * c["head_dim"]  # n_ctx = max(-p, -n)
+    assert x["kv_type"] == kv_type and kv_type in r.stdout
+    assert x["kv_cache_bytes"] == values * (2 if kv_type == "f16" else 4)
+
+
+def test_run_with_an_f16_cache(gguf):
+    r = _run("run", "-m", str(gguf), "-p", "12+3=", "-n", "10", "--temp", "0", "-t", "1",
+             "--kv-type", "f16")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    want = "".join(Engine(gguf, threads=1, kv_type="f16").generate("12+3=", max_tokens=10))
+    assert r.stdout == want + "\n"
+
+
+def test_bad_kv_type_names_the_option_and_the_choices(gguf):
+    r = _run("run", "-m", str(gguf), "-p", "x", "--kv-type", "bf16")
+    assert r.returncode == 2 and "argument --kv-type: invalid choice: 'bf16'" in r.stderr
+    assert "'f32', 'f16'" in r.stderr or "f32, f16" in r.stderr  # quoting varies by Python
+
+
 @pytest.mark.parametrize("cmd", ["run", "chat", "bench", "serve"])
 def test_missing_file_is_one_line_and_exit_1(tmp_path, cmd):
     missing = tmp_path / "nothing.gguf"
@@ -134,7 +161,7 @@ def test_too_long_prompt_is_an_error_not_a_traceback(gguf):
         ("run", ["--temp", "(default: 0.8)", "--top-k", "--seed"]),
         ("chat", ["/exit", "--system"]),
         ("bench", ["(default: 128)", "comma-separated"]),
-        ("serve", ["(default: 127.0.0.1)", "(default: 8080)"]),
+        ("serve", ["(default: 127.0.0.1)", "(default: 8080)", "--kv-type", "(default: f32)"]),
     ],
 )
 def test_help_shows_options_and_defaults(cmd, words):

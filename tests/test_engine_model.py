@@ -283,9 +283,21 @@ def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
 HP = dict(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=96, n_vocab=80, n_ctx=64)
 
 
-def write_gguf(path: Path, arch: str, hp: dict, tensors: dict[str, np.ndarray], **extra) -> Path:
-    """A model file from numpy tensors (row-major [out, in]); ``hp`` gives the metadata."""
+def write_gguf(
+    path: Path,
+    arch: str,
+    hp: dict,
+    tensors: dict[str, np.ndarray],
+    tokenizer_json: str | None = None,
+    **extra,
+) -> Path:
+    """A model file from numpy tensors (row-major [out, in]); ``hp`` gives the metadata.
+
+    ``tokenizer_json``: a ``tokenizer.huggingface.json`` to embed (what ``Engine`` needs).
+    """
     w = gguf.GGUFWriter(path, arch)
+    if tokenizer_json is not None:
+        w.add_string("tokenizer.huggingface.json", tokenizer_json)
     w.add_context_length(hp["n_ctx"])
     w.add_embedding_length(hp["n_embd"])
     w.add_block_count(hp["n_layer"])
@@ -341,7 +353,9 @@ def random_tensors(hp: dict, sub_norm: bool, seed: int = 0) -> dict[str, np.ndar
     return t
 
 
-def make_llama(folder: Path, hp: dict) -> tuple[Path, torch.nn.Module]:
+def make_llama(
+    folder: Path, hp: dict, tokenizer_json: str | None = None
+) -> tuple[Path, torch.nn.Module]:
     """A random transformers Llama and its ``llama`` GGUF (F32, q/k permuted)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -368,7 +382,7 @@ def make_llama(folder: Path, hp: dict) -> tuple[Path, torch.nn.Module]:
         elif name.endswith("k_proj.weight"):
             tensors[names.to_gguf(name)] = permute_qk(a, hp["n_head_kv"])
     model.load_state_dict(state)
-    return write_gguf(folder / "llama.gguf", "llama", hp, tensors), model
+    return write_gguf(folder / "llama.gguf", "llama", hp, tensors, tokenizer_json), model
 
 
 # Head layouts the attention kernels treat differently: query heads per KV head

@@ -170,8 +170,10 @@ def test_gguf_corpus_under_sanitizers(binaries, tmp_path):
 def test_models_under_sanitizers(binaries, tmp_path, tmp_path_factory):
     """Each exported weight type loads and evaluates; model mutants fail cleanly."""
     exports = gc.ternlab_exports(tmp_path_factory)
-    got = _results(_run([binaries["driver"], "--model", "--threads", "2", *exports.values()]))
-    assert all(v == "OK" for v in got.values()), got
+    for kv_type in ("f32", "f16"):
+        cmd = [binaries["driver"], "--model", "--threads", "2", "--kv-type", kv_type]
+        got = _results(_run([*cmd, *exports.values()]))
+        assert len(got) == len(exports) and all(v == "OK" for v in got.values()), got
     parts, rng = gc.ModelParts.read(exports["i2_s"]), np.random.default_rng(7)
     raw = exports["tq2_0"].read_bytes()
     files = []

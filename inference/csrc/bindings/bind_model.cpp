@@ -1,5 +1,5 @@
 // Python view of the transformer runner: `_kernels.Model(path, threads=1, n_ctx=0,
-// layout="auto", n_seq=1)`.
+// layout="auto", n_seq=1, kv_type="f32")`, and the attention kernels for tests.
 // Loading and eval run with the GIL released; a mutex serialises calls on one
 // model from several Python threads (the KV cache is shared state).
 #include <pybind11/numpy.h>
@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "bindings/bind_gguf.h"
+#include "kernels/attention_kernels.h"
+#include "kernels/float_matmul.h"
 #include "model/attention.h"
 #include "model/model.h"
 
@@ -27,11 +29,12 @@ struct PyModel {
 };
 
 std::unique_ptr<PyModel> open_model(const py::object& path, int threads, int64_t n_ctx,
-                                    const std::string& layout, int64_t n_seq) {
+                                    const std::string& layout, int64_t n_seq,
+                                    const std::string& kv_type) {
     const std::string p = py::str(py::module_::import("os").attr("fspath")(path));
     auto out = std::make_unique<PyModel>();
     py::gil_scoped_release nogil;
-    out->model = std::make_unique<Model>(p, threads, n_ctx, layout, n_seq);
+    out->model = std::make_unique<Model>(p, threads, n_ctx, layout, n_seq, kv_type);
     return out;
 }
 
@@ -140,6 +143,88 @@ py::array_t<float> eval_batch(PyModel& self, const std::vector<int64_t>& seqs,
     return logits;
 }
 
+// ---- the attention kernels, for tests ------------------------------------------------
+// A C-contiguous 2-D float32 or float16 array (a cache), checked by name.
+py::array cache_array(const py::object& x, const char* name, bool* f16) {
+    py::module_ np = py::module_::import("numpy");
+    py::array a = np.attr("ascontiguousarray")(x);
+    if (a.ndim() != 2)
+        throw py::value_error(std::string("`") + name + "` must be 2-D, got shape " +
+                              shape_str(a));
+    if (a.dtype().is(py::dtype("float16")))
+        *f16 = true;
+    else if (a.dtype().is(py::dtype::of<float>()))
+        *f16 = false;
+    else
+        throw py::type_error(std::string("`") + name + "` must be float32 or float16, got " +
+                             std::string(py::str(a.dtype())));
+    return a;
+}
+
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+const AttentionKernels& kernels_for(int64_t hd, bool reference) {
+    return reference ? kAttentionScalar : attention_kernels(hd);
+}
+
+// scores(q [G, hd], k [n, hd]) -> (s [G, n], mx [G]).
+py::tuple attention_scores(const F32Array& q, const py::object& k_in, float scale,
+                           bool reference) {
+    bool f16 = false;
+    const py::array k = cache_array(k_in, "k", &f16);
+    if (q.ndim() != 2 || q.shape(0) < 1 || q.shape(0) > kGroup || k.shape(1) != q.shape(1) ||
+        k.shape(0) < 1)
+        throw py::value_error("want q [G, hd] (1 <= G <= " + std::to_string(kGroup) +
+                              ") and k [n >= 1, hd], got " + shape_str(q) + " and " +
+                              shape_str(k));
+    const int G = static_cast<int>(q.shape(0));
+    const int64_t hd = q.shape(1), n = k.shape(0);
+    py::array_t<float> s({static_cast<py::ssize_t>(G), static_cast<py::ssize_t>(n)});
+    py::array_t<float> mx(G);
+    float mxv[kGroup];
+    const AttentionKernels& kern = kernels_for(hd, reference);
+    if (f16)
+        kern.scores_f16(q.data(), G, static_cast<const uint16_t*>(k.data()), n, hd, scale,
+                        s.mutable_data(), n, mxv);
+    else
+        kern.scores(q.data(), G, static_cast<const float*>(k.data()), n, hd, scale,
+                    s.mutable_data(), n, mxv);
+    std::copy(mxv, mxv + G, mx.mutable_data());
+    return py::make_tuple(s, mx);
+}
+
+// weighted_sum(p [G, n], vt [hd, n]) -> out [G, hd].
+py::array_t<float> attention_weighted_sum(const F32Array& p, const py::object& vt_in,
+                                          bool reference) {
+    bool f16 = false;
+    const py::array vt = cache_array(vt_in, "vt", &f16);
+    if (p.ndim() != 2 || p.shape(0) < 1 || p.shape(0) > kGroup || p.shape(1) < 1 ||
+        vt.shape(1) != p.shape(1) || vt.shape(0) < 1)
+        throw py::value_error("want p [G, n] (1 <= G <= " + std::to_string(kGroup) +
+                              ", n >= 1) and vt [hd, n], got " + shape_str(p) + " and " +
+                              shape_str(vt));
+    const int G = static_cast<int>(p.shape(0));
+    const int64_t n = p.shape(1), hd = vt.shape(0);
+    py::array_t<float> out({static_cast<py::ssize_t>(G), static_cast<py::ssize_t>(hd)});
+    const AttentionKernels& kern = kernels_for(hd, reference);
+    if (f16)
+        kern.weighted_sum_f16(p.data(), G, n, static_cast<const uint16_t*>(vt.data()), n, n, hd,
+                              out.mutable_data());
+    else
+        kern.weighted_sum(p.data(), G, n, static_cast<const float*>(vt.data()), n, n, hd,
+                          out.mutable_data());
+    return out;
+}
+
+// float32 -> float16 as the f16 KV cache rounds them (fp32_to_fp16).
+py::array float_to_half(const F32Array& x) {
+    py::array out(py::dtype("float16"), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    auto* o = static_cast<uint16_t*>(out.mutable_data());
+    const float* in = x.data();
+    for (py::ssize_t i = 0; i < x.size(); ++i) o[i] = fp32_to_fp16(in[i]);
+    return out;
+}
+
 template <class F>
 void locked(PyModel& self, const F& fn) {
     py::gil_scoped_release nogil;
@@ -151,15 +236,34 @@ void locked(PyModel& self, const F& fn) {
 
 void bind_model(py::module_& m) {
     m.def("attention_kernel_isa", &attention_kernel_isa, py::arg("head_dim"),
-          "The attention kernels the current ISA uses for head_dim: 'avx2' or 'scalar'.");
+          "The attention kernels the current ISA uses for head_dim: 'avx2', 'neon' or "
+          "'scalar'.");
+    m.def("attention_scores", &attention_scores, py::arg("q"), py::arg("k"), py::arg("scale"),
+          py::arg("reference") = false,
+          "For tests: the attention scores kernel of the current ISA (the scalar reference "
+          "if `reference`): q [G <= 4, hd] float32, k [n, hd] float32 or float16 (the f16 "
+          "kernel); returns (s [G, n] = q k^T * scale, the max of each row).");
+    m.def("attention_weighted_sum", &attention_weighted_sum, py::arg("p"), py::arg("vt"),
+          py::arg("reference") = false,
+          "For tests: the attention weighted-sum kernel of the current ISA (the scalar "
+          "reference if `reference`): p [G <= 4, n] float32, vt [hd, n] float32 or float16; "
+          "returns p vt^T [G, hd].");
+    m.def("float_to_half", &float_to_half, py::arg("x"),
+          "float32 values as the f16 KV cache stores them (IEEE half, ties to even).");
     py::class_<PyModel>(m, "Model",
                         "A decoder-only transformer (bitnet, bitnet-b1.58, llama) read from a "
                         "GGUF file, with a KV cache of n_ctx positions (0: the training "
                         "context, at most 4096). Bad files raise GGUFError.")
         .def(py::init(&open_model), py::arg("path"), py::arg("threads") = 1,
-             py::arg("n_ctx") = 0, py::arg("layout") = "auto", py::arg("n_seq") = 1)
+             py::arg("n_ctx") = 0, py::arg("layout") = "auto", py::arg("n_seq") = 1,
+             py::arg("kv_type") = "f32")
         .def_property_readonly("n_seq", [](const PyModel& s) { return s.model->n_seq(); })
         .def_property_readonly("layout", [](const PyModel& s) { return s.model->layout(); })
+        .def_property_readonly("kv_type", [](const PyModel& s) { return s.model->kv_type(); })
+        .def_property_readonly(
+            "kv_cache_bytes", [](const PyModel& s) { return s.model->kv_cache_bytes(); },
+            "Bytes of the KV cache (K and V of every slot, allocated at load; pages are "
+            "touched as positions fill).")
         .def_property_readonly("config",
                                [](const PyModel& s) { return config_dict(s.model->config()); })
         .def_property_readonly("metadata",

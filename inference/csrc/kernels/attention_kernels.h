@@ -8,6 +8,14 @@
 // with the ternary kernels' ISA; they
 // agree to float32 rounding (different summation order), and each is
 // deterministic.
+//
+// The *_f16 kernels read an f16 cache (IEEE half, the uint16 bits; kv_type
+// "f16", half the memory): each value is converted to float32 exactly (scalar:
+// fp16_to_fp32_inline, a row at a time; AVX2: F16C vcvtph2ps; NEON:
+// vcvt_f32_f16), then the float32 kernel's arithmetic follows in the same
+// order. So an f16 kernel gives, bit for bit, what its ISA's float32 kernel
+// gives on the widened cache, and the f16 SIMD kernels agree with the scalar
+// f16 reference as the float32 ones do.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +35,11 @@ struct AttentionKernels {
     // For g < G, d < hd: out[g * hd + d] = sum_{j < n} p[g * p_stride + j] * vt[d * vt_stride + j].
     void (*weighted_sum)(const float* p, int G, int64_t p_stride, const float* vt,
                          int64_t vt_stride, int64_t n, int64_t hd, float* out);
+    // scores and weighted_sum over an f16 cache (k, vt: IEEE half bits).
+    void (*scores_f16)(const float* q, int G, const uint16_t* k, int64_t n, int64_t hd,
+                       float scale, float* s, int64_t s_stride, float* mx);
+    void (*weighted_sum_f16)(const float* p, int G, int64_t p_stride, const uint16_t* vt,
+                             int64_t vt_stride, int64_t n, int64_t hd, float* out);
 };
 
 extern const AttentionKernels kAttentionScalar;

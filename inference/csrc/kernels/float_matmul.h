@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace ternlab {
 
@@ -69,6 +70,32 @@ using FloatKernel = void (*)(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 // ---- scalar helpers (also the reference) -------------------------------------
 float fp16_to_fp32(uint16_t h);
+// fp16_to_fp32 without branches, inline (the scalar f16 attention reference's loops
+// vectorize with it): the normal path rebiases the exponent by a multiply with 2^-112
+// (exact), the subnormal one subtracts 0.5 from 0.5 + m 2^-24 (exact). Equal to
+// fp16_to_fp32 for every half except signalling NaNs, which it may quiet (the self-test
+// checks all 65536).
+inline float fp16_to_fp32_inline(uint16_t h) {
+    const uint32_t w = static_cast<uint32_t>(h) << 16, sign = w & 0x80000000u, two_w = w + w;
+    const uint32_t nbits = (two_w >> 4) + (0xe0u << 23), sbits = (two_w >> 17) | (126u << 23);
+    float normal, subnormal;
+    std::memcpy(&normal, &nbits, sizeof normal);
+    std::memcpy(&subnormal, &sbits, sizeof subnormal);
+    normal *= 0x1.0p-112f;
+    subnormal -= 0.5f;
+    uint32_t nout, sout;
+    std::memcpy(&nout, &normal, sizeof nout);
+    std::memcpy(&sout, &subnormal, sizeof sout);
+    const uint32_t sub = 0u - static_cast<uint32_t>(two_w < (1u << 27));  // all ones or 0
+    const uint32_t out = sign | (sout & sub) | (nout & ~sub);
+    float f;
+    std::memcpy(&f, &out, sizeof f);
+    return f;
+}
+// The IEEE half nearest to f, ties to even (what torch's .half() and numpy's
+// astype(float16) give): beyond the largest half (65504) +-inf, below 2^-14
+// subnormal halves, NaN a quiet NaN. The f16 KV cache is written with it.
+uint16_t fp32_to_fp16(float f);
 // One row of k values of `fmt` at `src` as float32.
 void float_row_to_f32(FloatFormat fmt, const uint8_t* src, int64_t k, float* out);
 // Per-thread scratch of at least n floats, 64-byte aligned (kernel panels).

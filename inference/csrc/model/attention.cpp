@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/attention_kernels.h"
 #include "kernels/dispatch.h"
+#include "kernels/float_matmul.h"
 #include "model/ops.h"
 #include "model/threadpool.h"
 
@@ -36,6 +38,38 @@ void weighted_sum_scalar(const float* p, int G, int64_t p_stride, const float* v
             out[g * hd + d] = dot(p + g * p_stride, vt + d * vt_stride, n);
 }
 
+// The f16 reference: each cached row (a K row, a V^T row) widened exactly into a
+// per-thread buffer once, then the float32 reference's dot() for the G heads; so
+// equal, bit for bit, to the float32 reference on the widened cache.
+float* widen_row(const uint16_t* h, int64_t n) {
+    thread_local std::vector<float> row;
+    if (static_cast<int64_t>(row.size()) < n) row.resize(static_cast<size_t>(n));
+    float* out = row.data();
+    for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32_inline(h[i]);
+    return out;
+}
+
+void scores_f16_scalar(const float* q, int G, const uint16_t* k, int64_t n, int64_t hd,
+                       float scale, float* s, int64_t s_stride, float* mx) {
+    for (int g = 0; g < G; ++g) mx[g] = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+        const float* kj = widen_row(k + j * hd, hd);
+        for (int g = 0; g < G; ++g) {
+            const float v = dot(q + g * hd, kj, hd) * scale;
+            s[g * s_stride + j] = v;
+            mx[g] = std::max(mx[g], v);
+        }
+    }
+}
+
+void weighted_sum_f16_scalar(const float* p, int G, int64_t p_stride, const uint16_t* vt,
+                             int64_t vt_stride, int64_t n, int64_t hd, float* out) {
+    for (int64_t d = 0; d < hd; ++d) {
+        const float* vd = widen_row(vt + d * vt_stride, n);
+        for (int g = 0; g < G; ++g) out[g * hd + d] = dot(p + g * p_stride, vd, n);
+    }
+}
+
 // softmax as torch computes it in float32: exp(s - max), then divide by the sum.
 void softmax_scalar(float* s, int64_t n, float mx) {
     float sum = 0.0f;
@@ -51,21 +85,39 @@ void attend(const AttentionArgs& a, const AttentionKernels& kern, int64_t t, int
             float* s) {
     const int64_t hd = a.head_dim, rep = a.n_head / a.n_head_kv;
     const int64_t n = a.pos0 + t + 1;
-    const float* k = a.k + kvh * a.n_ctx * hd;
-    const float* vt = a.v + kvh * hd * a.n_ctx;
+    const int64_t k0 = kvh * a.n_ctx * hd, v0 = kvh * hd * a.n_ctx;  // this head's cache
     for (int64_t r0 = 0; r0 < rep; r0 += kGroup) {
         const int G = static_cast<int>(std::min<int64_t>(kGroup, rep - r0));
         const int64_t head = t * a.n_head + kvh * rep + r0;
+        const float* q = a.q + head * hd;
+        float* out = a.out + head * hd;
         float mx[kGroup];
-        kern.scores(a.q + head * hd, G, k, n, hd, a.scale, s, a.n_ctx, mx);
-        for (int g = 0; g < G; ++g) kern.softmax(s + g * a.n_ctx, n, mx[g]);
-        kern.weighted_sum(s, G, a.n_ctx, vt, a.n_ctx, n, hd, a.out + head * hd);
+        if (a.k16) {
+            kern.scores_f16(q, G, a.k16 + k0, n, hd, a.scale, s, a.n_ctx, mx);
+            for (int g = 0; g < G; ++g) kern.softmax(s + g * a.n_ctx, n, mx[g]);
+            kern.weighted_sum_f16(s, G, a.n_ctx, a.v16 + v0, a.n_ctx, n, hd, out);
+        } else {
+            kern.scores(q, G, a.k + k0, n, hd, a.scale, s, a.n_ctx, mx);
+            for (int g = 0; g < G; ++g) kern.softmax(s + g * a.n_ctx, n, mx[g]);
+            kern.weighted_sum(s, G, a.n_ctx, a.v + v0, a.n_ctx, n, hd, out);
+        }
     }
 }
 
 }  // namespace
 
-const AttentionKernels kAttentionScalar = {scores_scalar, softmax_scalar, weighted_sum_scalar};
+const AttentionKernels kAttentionScalar = {scores_scalar, softmax_scalar, weighted_sum_scalar,
+                                           scores_f16_scalar, weighted_sum_f16_scalar};
+
+KvType parse_kv_type(const std::string& name) {
+    if (name == "f32") return kKvF32;
+    if (name == "f16") return kKvF16;
+    throw std::invalid_argument("kv_type must be 'f32' or 'f16', got '" + name + "'");
+}
+
+const char* kv_type_name(KvType t) { return t == kKvF16 ? "f16" : "f32"; }
+
+int64_t kv_type_bytes(KvType t) { return t == kKvF16 ? 2 : 4; }
 
 int64_t attention_scratch_floats(int threads, int64_t n_ctx) {
     return static_cast<int64_t>(threads) * kGroup * n_ctx;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/dispatch.h"
+#include "kernels/float_matmul.h"
 #include "model/attention.h"
 #include "model/model_impl.h"
 #include "model/ops.h"
@@ -47,19 +48,24 @@ struct Segment {
     int64_t seq, pos0, t0, n;
 };
 
-// Keys and values of a segment's rows into its slot's cache of layer l
+// A value as the cache holds it: float32 as is, f16 rounded to nearest even.
+inline void put(float* dst, float x) { *dst = x; }
+inline void put(uint16_t* dst, float x) { *dst = fp32_to_fp16(x); }
+
+// Keys and values of a segment's rows into its slot's caches kc, vc of one layer
 // (layout: attention.h).
-void store_kv(ModelState& m, int64_t l, const Segment& sg) {
+template <class KV>
+void store_kv(const ModelState& m, const Segment& sg, KV* kc, KV* vc) {
     const int64_t hd = m.c.head_dim, kv = m.kv_dim();
     for (int64_t h = 0; h < m.c.n_head_kv; ++h) {
-        float* kc = m.k_layer(sg.seq, l) + h * m.n_ctx * hd;
-        float* vt = m.v_layer(sg.seq, l) + h * hd * m.n_ctx;
+        KV* kh = kc + h * m.n_ctx * hd;
+        KV* vt = vc + h * hd * m.n_ctx;
         for (int64_t t = 0; t < sg.n; ++t) {
             const float* kr = m.k.data() + (sg.t0 + t) * kv + h * hd;
             const float* vr = m.v.data() + (sg.t0 + t) * kv + h * hd;
             const int64_t pos = sg.pos0 + t;
-            std::copy(kr, kr + hd, kc + pos * hd);
-            for (int64_t d = 0; d < hd; ++d) vt[d * m.n_ctx + pos] = vr[d];
+            for (int64_t d = 0; d < hd; ++d) put(kh + pos * hd + d, kr[d]);
+            for (int64_t d = 0; d < hd; ++d) put(vt + d * m.n_ctx + pos, vr[d]);
         }
     }
 }
@@ -79,11 +85,17 @@ void attention_block(ModelState& m, int64_t l, const std::vector<Segment>& segs,
             rope(m.q.data() + t * nq, c.n_head, c.head_dim, m.rope, pos, c.neox_rope);
             rope(m.k.data() + t * m.kv_dim(), c.n_head_kv, c.head_dim, m.rope, pos, c.neox_rope);
         }
-        store_kv(m, l, sg);
         AttentionArgs a;
+        if (m.kv_type == kKvF16) {
+            store_kv(m, sg, m.k_layer16(sg.seq, l), m.v_layer16(sg.seq, l));
+            a.k16 = m.k_layer16(sg.seq, l);
+            a.v16 = m.v_layer16(sg.seq, l);
+        } else {
+            store_kv(m, sg, m.k_layer(sg.seq, l), m.v_layer(sg.seq, l));
+            a.k = m.k_layer(sg.seq, l);
+            a.v = m.v_layer(sg.seq, l);
+        }
         a.q = m.q.data() + sg.t0 * nq;
-        a.k = m.k_layer(sg.seq, l);
-        a.v = m.v_layer(sg.seq, l);
         a.out = m.att.data() + sg.t0 * nq;
         a.scratch = m.scores.data();
         a.T = sg.n, a.pos0 = sg.pos0;
@@ -154,14 +166,32 @@ int64_t segment_of(const std::vector<int64_t>& ends, int64_t t) {
     return std::upper_bound(ends.begin(), ends.end(), t) - ends.begin();
 }
 
+// The first n positions of every layer and KV head of slot src into slot dst.
+template <class KV>
+void copy_cache(const ModelState& m, KV* (ModelState::*k_layer)(int64_t, int64_t) const,
+                KV* (ModelState::*v_layer)(int64_t, int64_t) const, int64_t src, int64_t dst,
+                int64_t n) {
+    const int64_t hd = m.c.head_dim;
+    for (int64_t l = 0; l < m.c.n_layer; ++l)
+        for (int64_t h = 0; h < m.c.n_head_kv; ++h) {
+            const KV* ks = (m.*k_layer)(src, l) + h * m.n_ctx * hd;
+            std::copy(ks, ks + n * hd, (m.*k_layer)(dst, l) + h * m.n_ctx * hd);
+            const KV* vs = (m.*v_layer)(src, l) + h * hd * m.n_ctx;
+            KV* vd = (m.*v_layer)(dst, l) + h * hd * m.n_ctx;
+            for (int64_t d = 0; d < hd; ++d)
+                std::copy(vs + d * m.n_ctx, vs + d * m.n_ctx + n, vd + d * m.n_ctx);
+        }
+}
+
 }  // namespace
 
 struct Model::Impl : ModelState {};
 
 Model::Model(const std::string& path, int threads, int64_t n_ctx, const std::string& layout,
-             int64_t n_seq)
+             int64_t n_seq, const std::string& kv_type)
     : impl_(std::make_unique<Impl>()) {
-    load_model(*impl_, path, threads, n_ctx, parse_layout(layout), n_seq);
+    const KvType kv = parse_kv_type(kv_type);  // before the (slow) load
+    load_model(*impl_, path, threads, n_ctx, parse_layout(layout), n_seq, kv);
 }
 Model::~Model() = default;
 
@@ -171,6 +201,8 @@ int64_t Model::n_ctx() const { return impl_->n_ctx; }
 int64_t Model::n_seq() const { return impl_->n_seq; }
 int Model::threads() const { return impl_->threads; }
 const char* Model::layout() const { return layout_name(impl_->layout); }
+const char* Model::kv_type() const { return kv_type_name(impl_->kv_type); }
+int64_t Model::kv_cache_bytes() const { return impl_->cache_bytes(); }
 
 namespace {
 void check_seq(const ModelState& m, int64_t seq, const char* what) {
@@ -205,7 +237,7 @@ void Model::copy_seq(int64_t src, int64_t dst, int64_t n) {
     ModelState& m = *impl_;
     check_seq(m, src, "copy_seq");
     check_seq(m, dst, "copy_seq");
-    const int64_t have = m.n_past[static_cast<size_t>(src)], hd = m.c.head_dim;
+    const int64_t have = m.n_past[static_cast<size_t>(src)];
     if (n < 0) n = have;
     if (n > have)
         throw std::invalid_argument("copy_seq: slot " + std::to_string(src) + " holds " +
@@ -215,15 +247,10 @@ void Model::copy_seq(int64_t src, int64_t dst, int64_t n) {
         m.n_past[static_cast<size_t>(dst)] = n;
         return;
     }
-    for (int64_t l = 0; l < m.c.n_layer; ++l)
-        for (int64_t h = 0; h < m.c.n_head_kv; ++h) {
-            const float* ks = m.k_layer(src, l) + h * m.n_ctx * hd;
-            std::copy(ks, ks + n * hd, m.k_layer(dst, l) + h * m.n_ctx * hd);
-            const float* vs = m.v_layer(src, l) + h * hd * m.n_ctx;
-            float* vd = m.v_layer(dst, l) + h * hd * m.n_ctx;
-            for (int64_t d = 0; d < hd; ++d)
-                std::copy(vs + d * m.n_ctx, vs + d * m.n_ctx + n, vd + d * m.n_ctx);
-        }
+    if (m.kv_type == kKvF16)
+        copy_cache(m, &ModelState::k_layer16, &ModelState::v_layer16, src, dst, n);
+    else
+        copy_cache(m, &ModelState::k_layer, &ModelState::v_layer, src, dst, n);
     m.n_past[static_cast<size_t>(dst)] = n;
 }
 

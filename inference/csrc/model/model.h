@@ -2,7 +2,7 @@
 // architectures (`bitnet`: SiLU-gated FFN; `bitnet-b1.58`: ReLU² FFN; both with
 // the attention/FFN sub-norms) and `llama` (no sub-norms) for FP16 baselines.
 // RMSNorm, RoPE (NEOX rotate-half for bitnet*, interleaved for llama),
-// grouped-query causal attention over a float32 KV cache, batched prefill.
+// grouped-query causal attention over a float32 (or f16) KV cache, batched prefill.
 // Everything is float32 except the ternary matmuls (weights.h).
 //
 // The cache has n_seq slots ("sequences"), each with its own positions: one
@@ -38,9 +38,12 @@ class Model {
     // (presence, type, shape), repacks ternary weights into `layout` ("bits2",
     // "base3", or "auto": the kernels' preferred one). n_ctx <= 0: the training
     // context. Throws GgufError (bad file) or std::invalid_argument.
-    // n_seq: KV-cache slots, each of n_ctx positions (>= 1).
+    // n_seq: KV-cache slots, each of n_ctx positions (>= 1). kv_type: the cache's
+    // values, "f32" or "f16" (IEEE half, rounded to nearest even when written: half
+    // the memory; attention.h).
     Model(const std::string& path, int threads, int64_t n_ctx,
-          const std::string& layout = "auto", int64_t n_seq = 1);
+          const std::string& layout = "auto", int64_t n_seq = 1,
+          const std::string& kv_type = "f32");
     ~Model();
 
     const ModelConfig& config() const;
@@ -50,6 +53,8 @@ class Model {
     int64_t n_past(int64_t seq = 0) const;
     int threads() const;
     const char* layout() const;  // of the ternary weights: "bits2" or "base3"
+    const char* kv_type() const;  // "f32" or "f16"
+    int64_t kv_cache_bytes() const;  // K and V of every slot, allocated at load
     void set_threads(int threads);
     // Forget cached positions >= n of slot `seq` (0 clears it).
     void truncate(int64_t n, int64_t seq = 0);

@@ -105,19 +105,22 @@ Layer load_layer(const GgufFile& f, const TensorChecker& tc, const ModelConfig& 
     return L;
 }
 
-// The KV cache, refused with a clear message rather than an abort when it
-// cannot be had.
-std::unique_ptr<float[]> cache_buffer(const ModelState& m) {
-    const int64_t n = m.n_seq * m.c.n_layer * m.n_ctx * m.kv_dim();
-    const double gib = 2.0 * static_cast<double>(n) * sizeof(float) / (1 << 30);
+// One of the KV caches (values of type T), refused with a clear message rather
+// than an abort when it cannot be had.
+template <class T>
+std::unique_ptr<T[]> cache_buffer(const ModelState& m) {
+    const int64_t n = m.cache_values();
+    const double gib = static_cast<double>(m.cache_bytes()) / (1 << 30);
     auto refuse = [&](const char* why) {
-        return std::invalid_argument("the KV cache for n_ctx = " + std::to_string(m.n_ctx) +
-                                     " x " + std::to_string(m.n_seq) + " slot(s) needs " + std::to_string(gib) + " GiB (" + why +
-                                     "); pass a smaller n_ctx or fewer slots");
+        return std::invalid_argument(
+            "the KV cache (" + std::string(kv_type_name(m.kv_type)) + ") for n_ctx = " +
+            std::to_string(m.n_ctx) + " x " + std::to_string(m.n_seq) + " slot(s) needs " +
+            std::to_string(gib) + " GiB (" + why + "); pass a smaller n_ctx or fewer slots" +
+            (m.kv_type == kKvF32 ? ", or kv_type 'f16' (half the memory)" : ""));
     };
     if (gib > 256.0) throw refuse("more than the 256 GiB limit");
     try {
-        return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]);
+        return std::unique_ptr<T[]>(new T[static_cast<size_t>(n)]);
     } catch (const std::bad_alloc&) {
         throw refuse("out of memory");
     }
@@ -125,8 +128,13 @@ std::unique_ptr<float[]> cache_buffer(const ModelState& m) {
 
 void allocate_buffers(ModelState& m) {
     const ModelConfig& c = m.c;
-    m.k_cache = cache_buffer(m);
-    m.v_cache = cache_buffer(m);
+    if (m.kv_type == kKvF16) {
+        m.k_cache16 = cache_buffer<uint16_t>(m);
+        m.v_cache16 = cache_buffer<uint16_t>(m);
+    } else {
+        m.k_cache = cache_buffer<float>(m);
+        m.v_cache = cache_buffer<float>(m);
+    }
     m.batch = std::min(kMaxBatch, m.n_ctx);
     const auto B = static_cast<size_t>(m.batch);
     m.x.assign(B * c.n_embd, 0.0f);
@@ -149,7 +157,7 @@ void check_model_threads(int threads) {
 }
 
 void load_model(ModelState& m, const std::string& path, int threads, int64_t n_ctx,
-                Layout layout, int64_t n_seq) {
+                Layout layout, int64_t n_seq, KvType kv_type) {
     check_model_threads(threads);
     if (n_seq < 1 || n_seq > kMaxSeq)
         throw std::invalid_argument("n_seq (KV-cache slots) must be in [1, " +
@@ -161,6 +169,7 @@ void load_model(ModelState& m, const std::string& path, int threads, int64_t n_c
     m.n_ctx = resolve_n_ctx(f, c, n_ctx);
     m.threads = threads;
     m.layout = layout;
+    m.kv_type = kv_type;
     m.n_seq = n_seq;
     m.n_past.assign(static_cast<size_t>(n_seq), 0);
 

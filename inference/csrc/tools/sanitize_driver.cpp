@@ -1,11 +1,12 @@
 // Standalone driver for the sanitizer job (tests/test_engine_sanitizers.py): the
 // engine's loaders without Python, so AddressSanitizer and UBSan see every access.
 //
-//   sanitize_driver [--model] [--threads N] FILE...
+//   sanitize_driver [--model] [--threads N] [--kv-type f32|f16] FILE...
 //
 // Each FILE is opened with GgufFile; every metadata value is walked and the first
 // and last byte of every tensor read (a tensor reaching past the mapping faults).
-// With --model each FILE is also loaded as a Model and a few tokens evaluated.
+// With --model each FILE is also loaded as a Model (two KV-cache slots of the
+// given type) and a few tokens evaluated, slot 0 then copied to slot 1.
 // One line per file on stdout: "OK <file> ..." or "ERR <kind> <file>: <message>" for
 // the errors a bad file may raise (GgufError; from Model also invalid_argument
 // and runtime_error). Exit status: 0, or 2 if any other exception escaped.
@@ -62,8 +63,8 @@ std::string open_gguf(const std::string& path) {
            " tensors, checksum " + std::to_string(acc % 1000003);
 }
 
-std::string run_model(const std::string& path, int threads) {
-    Model m(path, threads, 16);
+std::string run_model(const std::string& path, int threads, const std::string& kv_type) {
+    Model m(path, threads, 16, "auto", 2, kv_type);
     const int64_t n_vocab = m.config().n_vocab;
     const auto last = static_cast<int32_t>(n_vocab - 1);
     const std::vector<int32_t> prompt = {0, last, last > 0 ? 1 : 0};
@@ -73,9 +74,12 @@ std::string run_model(const std::string& path, int threads) {
     m.eval(&next, 1, false, logits.data());  // one decode step on the cache
     m.truncate(1);
     m.eval(&next, 1, false, logits.data());
+    m.copy_seq(0, 1);
+    m.eval(&next, 1, false, logits.data(), 1);
     double sum = 0;
     for (int64_t i = 0; i < n_vocab; ++i) sum += logits[static_cast<size_t>(i)];
-    return "model " + m.config().arch + " n_past " + std::to_string(m.n_past()) +
+    return "model " + m.config().arch + " kv " + m.kv_type() + " n_past " +
+           std::to_string(m.n_past()) +
            ", logit sum " + std::to_string(sum);
 }
 
@@ -84,18 +88,22 @@ std::string run_model(const std::string& path, int threads) {
 int main(int argc, char** argv) {
     bool model = false;
     int threads = 1;
+    std::string kv_type = "f32";
     std::vector<std::string> files;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--model") == 0) {
             model = true;
         } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             threads = std::atoi(argv[++i]);
+        } else if (std::strcmp(argv[i], "--kv-type") == 0 && i + 1 < argc) {
+            kv_type = argv[++i];
         } else {
             files.emplace_back(argv[i]);
         }
     }
     if (files.empty()) {
-        std::fprintf(stderr, "usage: sanitize_driver [--model] [--threads N] FILE...\n");
+        std::fprintf(stderr,
+                     "usage: sanitize_driver [--model] [--threads N] [--kv-type T] FILE...\n");
         return 64;
     }
     int unexpected = 0;
@@ -103,7 +111,7 @@ int main(int argc, char** argv) {
         std::string what;
         try {
             what = open_gguf(path);
-            if (model) what += "; " + run_model(path, threads);
+            if (model) what += "; " + run_model(path, threads, kv_type);
             std::printf("OK %s %s\n", path.c_str(), what.c_str());
         } catch (const GgufError& e) {
             std::printf("ERR GgufError %s: %s\n", path.c_str(), e.what());

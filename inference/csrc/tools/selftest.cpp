@@ -12,6 +12,9 @@
 //   attention the three kernels within their rounding bounds (below), and the
 //            whole attention within 1e-5 of the reference for |q|, |k|, |v| <= 1;
 //            bit-identical for 1 and 3 threads
+//   attention-f16 the same over an f16 cache (scalar and SIMD f16 kernels against
+//            the scalar f16 reference, same bounds), and each f16 kernel bit-identical
+//            to its ISA's float32 kernel on the widened cache
 //
 // It prints the checks per ISA and family, and exits 1 on any failure. It is
 // how the NEON path is tested from an x86 host (tests/test_engine_aarch64.py
@@ -251,6 +254,35 @@ void test_float() {
 }
 
 // ---- attention ---------------------------------------------------------------------
+// An f16 copy of a float32 cache (as the model writes it) and that copy widened back.
+std::vector<uint16_t> to_f16(const std::vector<float>& x) {
+    std::vector<uint16_t> h(x.size());
+    for (size_t i = 0; i < x.size(); ++i) h[i] = fp32_to_fp16(x[i]);
+    return h;
+}
+std::vector<float> widen(const std::vector<uint16_t>& h) {
+    std::vector<float> x(h.size());
+    for (size_t i = 0; i < h.size(); ++i) x[i] = fp16_to_fp32(h[i]);
+    return x;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+}
+
+// The branch-free half -> float of the scalar f16 reference, for every half.
+void test_half_conversion() {
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+        const float a = fp16_to_fp32(static_cast<uint16_t>(h));
+        const float b = fp16_to_fp32_inline(static_cast<uint16_t>(h));
+        bad += std::isnan(a) ? !std::isnan(b) : std::memcmp(&a, &b, 4) != 0;
+        // Round trip: every non-NaN half is its own nearest half.
+        bad += !std::isnan(a) && fp32_to_fp16(a) != h;
+    }
+    check(bad == 0, "scalar", "attention-f16", "fp16_to_fp32_inline, fp32_to_fp16 round trip");
+}
+
 // Bounds (u = 2^-24, both sides within the classic summation bound of the exact value):
 //   scores       |s - s_ref| <= (2 hd + 2) u scale sum_d |q_d k_d|
 //   softmax      |p - p_ref| <= (2 n + 16) u p_ref + 2^-126 (exp within 2 ulp, n-term sum,
@@ -284,6 +316,66 @@ void test_attention_kernels() {
                 std::vector<float> o_ref(G * hd);
                 kAttentionScalar.weighted_sum(p.data(), G, ss, vt.data(), n + 1, n, hd,
                                               o_ref.data());
+                // The f16 cache: the scalar f16 reference, checked against the float32
+                // reference on the widened values (bit for bit: the conversion is exact),
+                // then each ISA's f16 kernels against it (bounds) and against that ISA's
+                // float32 kernels on the widened values (bit for bit).
+                const std::vector<uint16_t> k16 = to_f16(k), vt16 = to_f16(vt);
+                const std::vector<float> kw = widen(k16), vtw = widen(vt16);
+                std::vector<float> s16_ref(G * ss, 0.0f), mx16_ref(kGroup), o16_ref(G * hd);
+                kAttentionScalar.scores_f16(q.data(), G, k16.data(), n, hd, scale,
+                                            s16_ref.data(), ss, mx16_ref.data());
+                kAttentionScalar.weighted_sum_f16(p.data(), G, ss, vt16.data(), n + 1, n, hd,
+                                                  o16_ref.data());
+                {
+                    std::vector<float> sw(G * ss, 0.0f), mxw(kGroup), ow(G * hd);
+                    kAttentionScalar.scores(q.data(), G, kw.data(), n, hd, scale, sw.data(), ss,
+                                            mxw.data());
+                    kAttentionScalar.weighted_sum(p.data(), G, ss, vtw.data(), n + 1, n, hd,
+                                                  ow.data());
+                    const std::string what = fmt("hd=%lld n=%lld G=%lld", hd, n, G);
+                    check(same_bits(sw, s16_ref) && same_bits(mxw, mx16_ref), "scalar",
+                          "attention-f16", "scores_f16 = scores of the widened cache " + what);
+                    check(same_bits(ow, o16_ref), "scalar", "attention-f16",
+                          "weighted_sum_f16 = weighted_sum of the widened cache " + what);
+                }
+                for (const std::string& isa : available_isas()) {
+                    if (isa == "scalar") continue;
+                    set_isa(isa);
+                    const AttentionKernels& ak = attention_kernels(hd);
+                    if (&ak == &kAttentionScalar) continue;  // hd not a multiple of the SIMD width
+                    const std::string what = fmt("hd=%lld n=%lld G=%lld", hd, n, G);
+                    std::vector<float> s(G * ss, 0.0f), mx(kGroup), sw(G * ss, 0.0f), mxw(kGroup);
+                    ak.scores_f16(q.data(), G, k16.data(), n, hd, scale, s.data(), ss, mx.data());
+                    ak.scores(q.data(), G, kw.data(), n, hd, scale, sw.data(), ss, mxw.data());
+                    bool ok = same_bits(s, sw) && std::memcmp(mx.data(), mxw.data(), G * 4) == 0;
+                    check(ok, isa, "attention-f16", "scores_f16 = scores of the widened cache " + what);
+                    ok = true;
+                    for (int g = 0; g < G; ++g)
+                        for (int64_t j = 0; j < n; ++j) {
+                            double a = 0;
+                            for (int64_t d = 0; d < hd; ++d)
+                                a += std::fabs(double{q[g * hd + d]} * kw[j * hd + d]);
+                            ok &= std::fabs(double{s[g * ss + j]} - s16_ref[g * ss + j]) <=
+                                  (2.0 * hd + 2) * kU * scale * a;
+                        }
+                    check(ok, isa, "attention-f16", "scores_f16 " + what);
+                    std::vector<float> o(G * hd), ow(G * hd);
+                    ak.weighted_sum_f16(p.data(), G, ss, vt16.data(), n + 1, n, hd, o.data());
+                    ak.weighted_sum(p.data(), G, ss, vtw.data(), n + 1, n, hd, ow.data());
+                    check(same_bits(o, ow), isa, "attention-f16",
+                          "weighted_sum_f16 = weighted_sum of the widened cache " + what);
+                    ok = true;
+                    for (int g = 0; g < G; ++g)
+                        for (int64_t d = 0; d < hd; ++d) {
+                            double a = 0;
+                            for (int64_t j = 0; j < n; ++j)
+                                a += std::fabs(double{p[g * ss + j]} * vtw[d * (n + 1) + j]);
+                            ok &= std::fabs(double{o[g * hd + d]} - o16_ref[g * hd + d]) <=
+                                  (2.0 * n + 2) * kU * a;
+                        }
+                    check(ok, isa, "attention-f16", "weighted_sum_f16 " + what);
+                }
                 for (const std::string& isa : available_isas()) {
                     if (isa == "scalar") continue;
                     set_isa(isa);
@@ -341,6 +433,18 @@ std::vector<float> run_attention(const AttentionArgs& shape, const std::vector<f
     return out;
 }
 
+// The same over an f16 cache.
+std::vector<float> run_attention_f16(const AttentionArgs& shape, const std::vector<float>& q,
+                                     const std::vector<uint16_t>& k,
+                                     const std::vector<uint16_t>& v, int threads) {
+    std::vector<float> out(q.size()), scratch(attention_scratch_floats(threads, shape.n_ctx));
+    AttentionArgs a = shape;
+    a.q = q.data(), a.k16 = k.data(), a.v16 = v.data(), a.out = out.data();
+    a.scratch = scratch.data();
+    attention(a, threads);
+    return out;
+}
+
 void test_attention_whole() {
     for (int64_t hd : {4, 64})
         for (int64_t nkv : {1, 2})
@@ -354,18 +458,27 @@ void test_attention_whole() {
                     for (auto& x : q) x = uniform(-1, 1);
                     for (auto& x : k) x = uniform(-1, 1);
                     for (auto& x : v) x = uniform(-1, 1);
+                    const std::vector<uint16_t> k16 = to_f16(k), v16 = to_f16(v);
+                    const std::vector<float> kw = widen(k16), vw = widen(v16);
                     set_isa("scalar");
                     const std::vector<float> ref = run_attention(a, q, k, v, 1);
+                    const std::vector<float> ref16 = run_attention_f16(a, q, k16, v16, 1);
                     for (const std::string& isa : available_isas()) {
                         set_isa(isa);
+                        const std::string what =
+                            fmt("whole hd=%lld n_head_kv=%lld T=%lld pos0=%lld", hd, nkv, T, pos0);
                         const std::vector<float> o1 = run_attention(a, q, k, v, 1);
                         const std::vector<float> o3 = run_attention(a, q, k, v, 3);
                         bool ok = std::memcmp(o1.data(), o3.data(), o1.size() * 4) == 0;
                         for (size_t i = 0; i < o1.size(); ++i)
                             ok &= std::fabs(o1[i] - ref[i]) <= 1e-5f;
-                        check(ok, isa, "attention",
-                              fmt("whole hd=%lld n_head_kv=%lld T=%lld pos0=%lld", hd, nkv, T,
-                                  pos0));
+                        check(ok, isa, "attention", what);
+                        const std::vector<float> h1 = run_attention_f16(a, q, k16, v16, 1);
+                        const std::vector<float> h3 = run_attention_f16(a, q, k16, v16, 3);
+                        ok = same_bits(h1, h3) && same_bits(h1, run_attention(a, q, kw, vw, 1));
+                        for (size_t i = 0; i < h1.size(); ++i)
+                            ok &= std::fabs(h1[i] - ref16[i]) <= 1e-5f;
+                        check(ok, isa, "attention-f16", what);
                     }
                 }
 }
@@ -376,6 +489,7 @@ int main() {
     test_ternary();
     test_quant();
     test_float();
+    test_half_conversion();
     test_attention_kernels();
     test_attention_whole();
     set_isa("auto");

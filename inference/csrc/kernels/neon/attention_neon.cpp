@@ -4,11 +4,15 @@
 // heads. Weighted sum over the transposed V: R rows of V^T x G heads (G * R <= 8
 // accumulators) per sweep over the positions. They agree with the scalar
 // reference to float32 rounding (fused multiply-adds and another summation
-// order; the self-test states the bounds) and are deterministic.
+// order; the self-test states the bounds) and are deterministic. Scores and the
+// weighted sum are templates over the cache's element type: float, or IEEE half
+// bits (uint16_t) widened exactly with vcvt_f32_f16 at the load.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/attention_kernels.h"
+#include "kernels/float_matmul.h"
 #include "kernels/isa.h"
 
 #if TERNLAB_NEON
@@ -17,15 +21,23 @@ namespace ternlab {
 
 namespace {
 
+// Four cached values as float32; one (the tails), converted the same exact way.
+inline float32x4_t load4(const float* p) { return vld1q_f32(p); }
+inline float32x4_t load4(const uint16_t* p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+inline float widen(float v) { return v; }
+inline float widen(uint16_t h) { return fp16_to_fp32(h); }
+
 // Scores of G heads at positions [j, j + P) (G * P <= 4).
-template <int G, int P>
-inline void scores_step(const float* q, const float* k, int64_t j, int64_t hd, float scale,
+template <int G, int P, class KV>
+inline void scores_step(const float* q, const KV* k, int64_t j, int64_t hd, float scale,
                         float* s, int64_t s_stride, float* mx) {
     float32x4_t acc[4];
     for (int i = 0; i < 4; ++i) acc[i] = vdupq_n_f32(0.0f);
     for (int64_t d = 0; d < hd; d += 4) {
         for (int p = 0; p < P; ++p) {
-            const float32x4_t kv = vld1q_f32(k + (j + p) * hd + d);
+            const float32x4_t kv = load4(k + (j + p) * hd + d);
             for (int g = 0; g < G; ++g)
                 acc[g * P + p] = vfmaq_f32(acc[g * P + p], vld1q_f32(q + g * hd + d), kv);
         }
@@ -38,8 +50,8 @@ inline void scores_step(const float* q, const float* k, int64_t j, int64_t hd, f
         }
 }
 
-template <int G>
-void scores_g(const float* q, const float* k, int64_t n, int64_t hd, float scale, float* s,
+template <int G, class KV>
+void scores_g(const float* q, const KV* k, int64_t n, int64_t hd, float scale, float* s,
               int64_t s_stride, float* mx) {
     constexpr int P = 4 / G;
     for (int g = 0; g < G; ++g) mx[g] = -INFINITY;
@@ -48,8 +60,9 @@ void scores_g(const float* q, const float* k, int64_t n, int64_t hd, float scale
     for (; j < n; ++j) scores_step<G, 1>(q, k, j, hd, scale, s, s_stride, mx);
 }
 
-void scores_neon(const float* q, int G, const float* k, int64_t n, int64_t hd, float scale,
-                 float* s, int64_t s_stride, float* mx) {
+template <class KV>
+void scores_t(const float* q, int G, const KV* k, int64_t n, int64_t hd, float scale, float* s,
+              int64_t s_stride, float* mx) {
     switch (G) {
         case 1: scores_g<1>(q, k, n, hd, scale, s, s_stride, mx); break;
         case 2: scores_g<2>(q, k, n, hd, scale, s, s_stride, mx); break;
@@ -108,39 +121,41 @@ void softmax_neon(float* s, int64_t n, float mx) {
 }
 
 // out[g * hd + d], d in [d0, d0 + R), for the G heads.
-template <int G, int R>
-inline void wsum_rows(const float* p, int64_t p_stride, const float* vt, int64_t vt_stride,
+template <int G, int R, class KV>
+inline void wsum_rows(const float* p, int64_t p_stride, const KV* vt, int64_t vt_stride,
                       int64_t n, int64_t hd, int64_t d0, float* out) {
     static_assert(G * R <= 8, "at most eight accumulators");
     float32x4_t acc[G * R];
     for (int i = 0; i < G * R; ++i) acc[i] = vdupq_n_f32(0.0f);
-    const float* rows = vt + d0 * vt_stride;
+    const KV* rows = vt + d0 * vt_stride;
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
         float32x4_t pv[G];
         for (int g = 0; g < G; ++g) pv[g] = vld1q_f32(p + g * p_stride + j);
         for (int r = 0; r < R; ++r) {
-            const float32x4_t vv = vld1q_f32(rows + r * vt_stride + j);
+            const float32x4_t vv = load4(rows + r * vt_stride + j);
             for (int g = 0; g < G; ++g) acc[g * R + r] = vfmaq_f32(acc[g * R + r], pv[g], vv);
         }
     }
     for (int g = 0; g < G; ++g)
         for (int r = 0; r < R; ++r) {
             float v = vaddvq_f32(acc[g * R + r]);
-            for (int64_t i = j; i < n; ++i) v += p[g * p_stride + i] * rows[r * vt_stride + i];
+            for (int64_t i = j; i < n; ++i)
+                v += p[g * p_stride + i] * widen(rows[r * vt_stride + i]);
             out[g * hd + d0 + r] = v;
         }
 }
 
-template <int G, int R>
-void wsum_g(const float* p, int64_t p_stride, const float* vt, int64_t vt_stride, int64_t n,
+template <int G, int R, class KV>
+void wsum_g(const float* p, int64_t p_stride, const KV* vt, int64_t vt_stride, int64_t n,
             int64_t hd, float* out) {
     for (int64_t d0 = 0; d0 < hd; d0 += R)
         wsum_rows<G, R>(p, p_stride, vt, vt_stride, n, hd, d0, out);
 }
 
-void weighted_sum_neon(const float* p, int G, int64_t p_stride, const float* vt,
-                       int64_t vt_stride, int64_t n, int64_t hd, float* out) {
+template <class KV>
+void wsum_t(const float* p, int G, int64_t p_stride, const KV* vt, int64_t vt_stride, int64_t n,
+            int64_t hd, float* out) {
     switch (G) {  // R divides hd (a multiple of 4)
         case 1: wsum_g<1, 4>(p, p_stride, vt, vt_stride, n, hd, out); break;
         case 2: wsum_g<2, 4>(p, p_stride, vt, vt_stride, n, hd, out); break;
@@ -149,9 +164,30 @@ void weighted_sum_neon(const float* p, int G, int64_t p_stride, const float* vt,
     }
 }
 
+void scores_neon(const float* q, int G, const float* k, int64_t n, int64_t hd, float scale,
+                 float* s, int64_t s_stride, float* mx) {
+    scores_t(q, G, k, n, hd, scale, s, s_stride, mx);
+}
+
+void scores_f16_neon(const float* q, int G, const uint16_t* k, int64_t n, int64_t hd,
+                     float scale, float* s, int64_t s_stride, float* mx) {
+    scores_t(q, G, k, n, hd, scale, s, s_stride, mx);
+}
+
+void weighted_sum_neon(const float* p, int G, int64_t p_stride, const float* vt,
+                       int64_t vt_stride, int64_t n, int64_t hd, float* out) {
+    wsum_t(p, G, p_stride, vt, vt_stride, n, hd, out);
+}
+
+void weighted_sum_f16_neon(const float* p, int G, int64_t p_stride, const uint16_t* vt,
+                           int64_t vt_stride, int64_t n, int64_t hd, float* out) {
+    wsum_t(p, G, p_stride, vt, vt_stride, n, hd, out);
+}
+
 }  // namespace
 
-const AttentionKernels kAttentionNeon = {scores_neon, softmax_neon, weighted_sum_neon};
+const AttentionKernels kAttentionNeon = {scores_neon, softmax_neon, weighted_sum_neon,
+                                         scores_f16_neon, weighted_sum_f16_neon};
 
 }  // namespace ternlab
 

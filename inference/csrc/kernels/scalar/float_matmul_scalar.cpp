@@ -60,6 +60,30 @@ float fp16_to_fp32(uint16_t h) {
     return f;
 }
 
+uint16_t fp32_to_fp16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, sizeof x);
+    const auto sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+    const uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u)  // NaN: quiet, the payload's top bits kept
+        return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: inf
+    if (a >= 0x38800000u) {  // a normal half (>= 2^-14): drop 13 bits, ties to even;
+        // a carry out of the mantissa moves into the exponent, as it should
+        const uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
+        return static_cast<uint16_t>(sign | ((r - (112u << 23)) >> 13));
+    }
+    // A subnormal half m * 2^-24: m = round(|f| * 2^24) = mant >> (126 - e), ties to
+    // even (m = 1024 is the smallest normal half, which that encoding also is).
+    const uint32_t e = a >> 23;
+    if (e < 102) return sign;  // |f| < 2^-25: rounds to zero
+    const uint32_t mant = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;  // 14..24
+    uint32_t m = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (m & 1u))) ++m;
+    return static_cast<uint16_t>(sign | m);
+}
+
 void float_row_to_f32(FloatFormat fmt, const uint8_t* src, int64_t k, float* out) {
     if (fmt == kFmtF32) {
         std::memcpy(out, src, static_cast<size_t>(k) * sizeof(float));
