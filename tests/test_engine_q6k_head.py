@@ -125,7 +125,7 @@ def test_forward_bit_exact(tmp_path, n_out, n_in):
     w = weights(r, n_out, n_in)
     lin = q6k_linear(tmp_path, w)
     assert (lin.n_out, lin.n_in, lin.type) == (n_out, n_in, 14)
-    for t in (1, 2, 7):
+    for t in (1, 2, 7, 8, 9):  # up to 8 tokens skip the GEMM's panel (AVX-512)
         x = (r.standard_normal((t, n_in)) * r.uniform(0.1, 10)).astype(np.float32)
         want = reference(w, x)
         for isa in ISAS:

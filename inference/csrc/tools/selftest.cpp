@@ -201,7 +201,7 @@ void test_float() {
         if (f == kFmtF32 || f == kFmtF16) ks.insert(ks.end(), {7, 45});
         for (int64_t k : ks)
             for (int64_t n : {1, 5, 17, 33})
-                for (int64_t t : {1, 2, 3, 6}) {
+                for (int64_t t : {1, 2, 3, 6, 8, 9}) {  // 8, 9: both sides of kSmallT
                     const std::vector<uint8_t> w = random_rows(f, n, k);
                     std::vector<float> x(t * k);
                     for (auto& v : x) v = uniform(-3, 3);

@@ -17,6 +17,7 @@ constexpr int64_t kTileT = 4;       // GEMM tokens per micro-tile (4x4 zmm accum
 constexpr int64_t kPanelK = 4096;   // GEMM: K per decoded panel (2-bit: 16 super-blocks)
 constexpr int64_t kPanelK3 = 3840;  // base-3: 12 super-blocks of 320, the same L1 budget
 constexpr int64_t kPrefetchBlocks = 16;  // GEMV prefetch distance in super-blocks of a row
+constexpr int64_t kSmallT = 8;  // base-3: up to this many tokens skip the panel (gemv3_tokens)
 
 // Sum of the 16 int32 lanes (GCC 12's _mm512_reduce_add_epi32 trips -Wuninitialized).
 TL_AVX512 inline int32_t hsum_epi32(__m512i v) {
@@ -197,6 +198,36 @@ TL_AVX512VBMI inline void gemv3_rows(const GemmArgs& a, int64_t o, const Base3Ta
     for (int r = 0; r < R; ++r) a.acc[o + r] = hsum_epi32(acc[r]) - a.xsum[0];
 }
 
+// A few tokens (batched decode: one token of each of up to kSmallT sequences):
+// each row's super-blocks are decoded in registers, as in the GEMV, and used by
+// every token. The panel GEMM stores the fields and reads them back per pair of
+// tokens, which only pays for itself over many tokens (2b shape, T = 8: 111 G
+// MAC/s a core against 172 at T = 128). One row at a time: one weight stream.
+template <int TT>
+TL_AVX512VBMI inline void gemv3_tokens(const GemmArgs& a, int64_t o, const Base3Tables& tab) {
+    const int64_t nsb = a.Kp / kQK3;
+    const RowWalk rw = row_walk(a, o);
+    __m512i acc[TT];
+    for (int u = 0; u < TT; ++u) acc[u] = _mm512_setzero_si512();
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        _mm_prefetch(reinterpret_cast<const char*>(rw.sb(sb + kPrefetchBlocks)), _MM_HINT_T0);
+        __m512i f[5];
+        base3_fields(_mm512_loadu_si512(rw.sb(sb)), tab, f);
+        for (int u = 0; u < TT; ++u) {
+            const int8_t* xb = a.x + u * a.x_stride + sb * kQK3;
+            for (int j = 0; j < 5; ++j)
+                acc[u] = _mm512_dpbusd_epi32(acc[u], f[j], _mm512_loadu_si512(xb + 64 * j));
+        }
+    }
+    for (int u = 0; u < TT; ++u) a.acc[u * a.acc_stride + o] = hsum_epi32(acc[u]) - a.xsum[u];
+}
+
+template <int TT>
+TL_AVX512VBMI void gemv3_tokens_rows(const GemmArgs& a, int64_t o0, int64_t o1,
+                                     const Base3Tables& tab) {
+    for (int64_t o = o0; o < o1; ++o) gemv3_tokens<TT>(a, o, tab);
+}
+
 template <int R>
 TL_AVX512VBMI inline void decode_panel3(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
                                         uint8_t* panel, const Base3Tables& tab) {
@@ -251,8 +282,18 @@ TL_AVX512VBMI void gemv3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1) {
 }
 
 TL_AVX512VBMI void gemm3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1) {
-    alignas(64) uint8_t panel[kRows * kPanelK3];
     const Base3Tables tab = base3_tables();
+    switch (a.T) {  // up to kSmallT tokens: fields decoded in registers, no panel
+        case 2: return gemv3_tokens_rows<2>(a, o0, o1, tab);
+        case 3: return gemv3_tokens_rows<3>(a, o0, o1, tab);
+        case 4: return gemv3_tokens_rows<4>(a, o0, o1, tab);
+        case 5: return gemv3_tokens_rows<5>(a, o0, o1, tab);
+        case 6: return gemv3_tokens_rows<6>(a, o0, o1, tab);
+        case 7: return gemv3_tokens_rows<7>(a, o0, o1, tab);
+        case 8: return gemv3_tokens_rows<8>(a, o0, o1, tab);
+        default: break;
+    }
+    alignas(64) uint8_t panel[kRows * kPanelK3];
     int64_t o = o0;
     for (; o + kRows <= o1; o += kRows)
         gemm_rows<kRows>(a, o, panel, kPanelK3, Decode3<kRows>{&tab});

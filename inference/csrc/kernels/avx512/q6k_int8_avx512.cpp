@@ -182,6 +182,62 @@ TL_Q6K512 inline void tile_dispatch(int tt, const uint8_t* p, const uint8_t* row
 }
 static_assert(kTileTokens == 4, "tile_dispatch handles tiles of 1 to 4 tokens");
 
+// A few tokens (batched decode): each block's levels and pair scales are decoded
+// in registers, as in the GEMV, and used by every token; the same integer sums
+// and float steps as tile_row. The panel GEMM's stores and reloads only pay for
+// themselves over many tokens (2b-shape head, 8 tokens: 30% of a batched decode
+// step with the panel).
+template <int TT>
+TL_Q6K512 inline void row_dot_tokens(const uint8_t* row, int64_t K, const Q6KActs& x,
+                                     float* out) {
+    const int64_t nb = K / kQ6KBlock;
+    float acc[TT];
+    for (int u = 0; u < TT; ++u) acc[u] = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * kQ6KBlockBytes;
+        for (int i = 0; i < 4; ++i)
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes + 64 * i), _MM_HINT_T0);
+        const __m256i sc = scales16(blk);
+        const float d = half_to_float(blk + 208);
+        __m512i y[4], sv[4];  // values 64q .. 64q + 63 of the block
+        for (int h = 0; h < 2; ++h) {
+            levels_half(blk, h, y + 2 * h);
+            scales_half(sc, h, sv + 2 * h);
+        }
+        for (int u = 0; u < TT; ++u) {
+            const int8_t* c = x.codes + u * K + b * kQ6KBlock;
+            __m512i isum = _mm512_setzero_si512();
+            for (int q = 0; q < 4; ++q) isum = dot64(isum, y[q], sv[q], c + 64 * q);
+            acc[u] = q6k_accumulate(acc[u], block_isum(isum, sc, x.xsum + u * (K / 16) + 16 * b),
+                                    d, x.s[u * nb + b]);
+        }
+    }
+    for (int u = 0; u < TT; ++u) out[u] = acc[u];
+}
+
+template <int TT>
+TL_Q6K512 void gemm_tokens(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+        float out[TT];
+        row_dot_tokens<TT>(a.w + o * a.row_bytes, a.K, x, out);
+        for (int u = 0; u < TT; ++u) a.y[u * a.y_stride + o] = x.finite[u] ? out[u] : kQ6KNaN;
+    }
+}
+
+// Up to kSmallT tokens through gemm_tokens; false for more.
+TL_Q6K512 bool gemm_few_tokens(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1) {
+    switch (a.T) {
+        case 2: gemm_tokens<2>(a, x, o0, o1); return true;
+        case 3: gemm_tokens<3>(a, x, o0, o1); return true;
+        case 4: gemm_tokens<4>(a, x, o0, o1); return true;
+        case 5: gemm_tokens<5>(a, x, o0, o1); return true;
+        case 6: gemm_tokens<6>(a, x, o0, o1); return true;
+        case 7: gemm_tokens<7>(a, x, o0, o1); return true;
+        case 8: gemm_tokens<8>(a, x, o0, o1); return true;
+        default: return false;
+    }
+}
+
 TL_Q6K512 void gemm(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1,
                     uint8_t* panel) {
     for (int64_t ob = o0; ob < o1; ob += kRowBlock) {
@@ -208,7 +264,8 @@ void float_gemv_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 }
 
 void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    gemm(a, q6k_quantize_acts(a.x, a.T, a.K), o0, o1, panel_bytes(kRowBlock * 2 * a.K));
+    const Q6KActs x = q6k_quantize_acts(a.x, a.T, a.K);
+    if (!gemm_few_tokens(a, x, o0, o1)) gemm(a, x, o0, o1, panel_bytes(kRowBlock * 2 * a.K));
 }
 
 }  // namespace ternlab
