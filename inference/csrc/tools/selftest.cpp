@@ -283,6 +283,37 @@ void test_half_conversion() {
     check(bad == 0, "scalar", "attention-f16", "fp16_to_fp32_inline, fp32_to_fp16 round trip");
 }
 
+// Scores s [G][ss] against ref within the bound below (k: [n][hd]).
+bool scores_close(const std::vector<float>& s, const std::vector<float>& ref,
+                  const std::vector<float>& q, const std::vector<float>& k, int G, int64_t n,
+                  int64_t hd, int64_t ss, float scale) {
+    bool ok = true;
+    for (int g = 0; g < G; ++g)
+        for (int64_t j = 0; j < n; ++j) {
+            double a = 0;
+            for (int64_t d = 0; d < hd; ++d)
+                a += std::fabs(double{q[g * hd + d]} * k[j * hd + d]);
+            ok &= std::fabs(double{s[g * ss + j]} - ref[g * ss + j]) <=
+                  (2.0 * hd + 2) * kU * scale * a;
+        }
+    return ok;
+}
+
+// Weighted sums o [G][hd] against ref within the bound below (p: [G][ss], vt: [hd][n + 1]).
+bool wsum_close(const std::vector<float>& o, const std::vector<float>& ref,
+                const std::vector<float>& p, const std::vector<float>& vt, int G, int64_t n,
+                int64_t hd, int64_t ss) {
+    bool ok = true;
+    for (int g = 0; g < G; ++g)
+        for (int64_t d = 0; d < hd; ++d) {
+            double a = 0;
+            for (int64_t j = 0; j < n; ++j)
+                a += std::fabs(double{p[g * ss + j]} * vt[d * (n + 1) + j]);
+            ok &= std::fabs(double{o[g * hd + d]} - ref[g * hd + d]) <= (2.0 * n + 2) * kU * a;
+        }
+    return ok;
+}
+
 // Bounds (u = 2^-24, both sides within the classic summation bound of the exact value):
 //   scores       |s - s_ref| <= (2 hd + 2) u scale sum_d |q_d k_d|
 //   softmax      |p - p_ref| <= (2 n + 16) u p_ref + 2^-126 (exp within 2 ulp, n-term sum,
@@ -350,31 +381,15 @@ void test_attention_kernels() {
                     ak.scores(q.data(), G, kw.data(), n, hd, scale, sw.data(), ss, mxw.data());
                     bool ok = same_bits(s, sw) && std::memcmp(mx.data(), mxw.data(), G * 4) == 0;
                     check(ok, isa, "attention-f16", "scores_f16 = scores of the widened cache " + what);
-                    ok = true;
-                    for (int g = 0; g < G; ++g)
-                        for (int64_t j = 0; j < n; ++j) {
-                            double a = 0;
-                            for (int64_t d = 0; d < hd; ++d)
-                                a += std::fabs(double{q[g * hd + d]} * kw[j * hd + d]);
-                            ok &= std::fabs(double{s[g * ss + j]} - s16_ref[g * ss + j]) <=
-                                  (2.0 * hd + 2) * kU * scale * a;
-                        }
-                    check(ok, isa, "attention-f16", "scores_f16 " + what);
+                    check(scores_close(s, s16_ref, q, kw, G, n, hd, ss, scale), isa,
+                          "attention-f16", "scores_f16 " + what);
                     std::vector<float> o(G * hd), ow(G * hd);
                     ak.weighted_sum_f16(p.data(), G, ss, vt16.data(), n + 1, n, hd, o.data());
                     ak.weighted_sum(p.data(), G, ss, vtw.data(), n + 1, n, hd, ow.data());
                     check(same_bits(o, ow), isa, "attention-f16",
                           "weighted_sum_f16 = weighted_sum of the widened cache " + what);
-                    ok = true;
-                    for (int g = 0; g < G; ++g)
-                        for (int64_t d = 0; d < hd; ++d) {
-                            double a = 0;
-                            for (int64_t j = 0; j < n; ++j)
-                                a += std::fabs(double{p[g * ss + j]} * vtw[d * (n + 1) + j]);
-                            ok &= std::fabs(double{o[g * hd + d]} - o16_ref[g * hd + d]) <=
-                                  (2.0 * n + 2) * kU * a;
-                        }
-                    check(ok, isa, "attention-f16", "weighted_sum_f16 " + what);
+                    check(wsum_close(o, o16_ref, p, vtw, G, n, hd, ss), isa, "attention-f16",
+                          "weighted_sum_f16 " + what);
                 }
                 for (const std::string& isa : available_isas()) {
                     if (isa == "scalar") continue;
@@ -384,17 +399,10 @@ void test_attention_kernels() {
                     const std::string what = fmt("hd=%lld n=%lld G=%lld", hd, n, G);
                     std::vector<float> s(G * ss, 0.0f), mx(kGroup);
                     ak.scores(q.data(), G, k.data(), n, hd, scale, s.data(), ss, mx.data());
-                    bool ok = true;
+                    bool ok = scores_close(s, s_ref, q, k, G, n, hd, ss, scale);
                     for (int g = 0; g < G; ++g) {
                         float m = -INFINITY;
-                        for (int64_t j = 0; j < n; ++j) {
-                            double a = 0;
-                            for (int64_t d = 0; d < hd; ++d)
-                                a += std::fabs(double{q[g * hd + d]} * k[j * hd + d]);
-                            const double tol = (2.0 * hd + 2) * kU * scale * a;
-                            ok &= std::fabs(double{s[g * ss + j]} - s_ref[g * ss + j]) <= tol;
-                            m = std::max(m, s[g * ss + j]);
-                        }
+                        for (int64_t j = 0; j < n; ++j) m = std::max(m, s[g * ss + j]);
                         ok &= mx[g] == m;
                     }
                     check(ok, isa, "attention", "scores " + what);
@@ -407,16 +415,8 @@ void test_attention_kernels() {
                     check(ok, isa, "attention", "softmax " + what);
                     std::vector<float> o(G * hd);
                     ak.weighted_sum(p.data(), G, ss, vt.data(), n + 1, n, hd, o.data());
-                    ok = true;
-                    for (int g = 0; g < G; ++g)
-                        for (int64_t d = 0; d < hd; ++d) {
-                            double a = 0;
-                            for (int64_t j = 0; j < n; ++j)
-                                a += std::fabs(double{p[g * ss + j]} * vt[d * (n + 1) + j]);
-                            ok &= std::fabs(double{o[g * hd + d]} - o_ref[g * hd + d]) <=
-                                  (2.0 * n + 2) * kU * a;
-                        }
-                    check(ok, isa, "attention", "weighted_sum " + what);
+                    check(wsum_close(o, o_ref, p, vt, G, n, hd, ss), isa, "attention",
+                          "weighted_sum " + what);
                 }
             }
 }

@@ -282,6 +282,7 @@ TL_AVX512VBMI void gemv3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1) {
 }
 
 TL_AVX512VBMI void gemm3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1) {
+    static_assert(kSmallT == 8, "the switch below covers T = 2 .. kSmallT");
     const Base3Tables tab = base3_tables();
     switch (a.T) {  // up to kSmallT tokens: fields decoded in registers, no panel
         case 2: return gemv3_tokens_rows<2>(a, o0, o1, tab);

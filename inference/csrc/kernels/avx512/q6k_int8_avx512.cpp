@@ -22,6 +22,7 @@ namespace {
 
 constexpr int64_t kRowBlock = 16;  // panel: 16 rows x 2K bytes (80 KiB at K = 2560), in L2
 constexpr int kTileTokens = 4;
+constexpr int64_t kSmallT = 8;  // up to this many tokens skip the panel (gemm_tokens)
 // The GEMV asks for the weights this far ahead: the 512-bit loop left the
 // hardware prefetchers behind (2B-shape head, 2 threads, on this 2-core AMD
 // machine while another job ran: 15.6 -> 17.4 GB/s with 2-4 KiB; the AVX2 loop
@@ -226,6 +227,7 @@ TL_Q6K512 void gemm_tokens(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0,
 
 // Up to kSmallT tokens through gemm_tokens; false for more.
 TL_Q6K512 bool gemm_few_tokens(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1) {
+    static_assert(kSmallT == 8, "the switch below covers T = 2 .. kSmallT");
     switch (a.T) {
         case 2: gemm_tokens<2>(a, x, o0, o1); return true;
         case 3: gemm_tokens<3>(a, x, o0, o1); return true;
