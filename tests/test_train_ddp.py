@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -28,6 +29,7 @@ COMMON = [
     "trainer.eval_batches=2",
     "trainer.cpu=true",
     "optim.warmup_steps=2",
+    "trainer.dist_timeout_s=120",
 ]
 
 # DDP averages the two processes' gradients with an all-reduce, one process averages
@@ -36,24 +38,28 @@ COMMON = [
 ATOL = 1e-5
 
 
-def _run_group(cmd: list[str], timeout: float) -> tuple[int, str]:
-    """Run ``cmd`` in its own session; on timeout kill the launcher *and* its workers."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"2-process run timed out after {timeout}s:\n{out[-4000:]}")
-    return proc.returncode, out
+def _run_group(cmd: list[str], log: Path, timeout: float) -> tuple[int, str]:
+    """Run ``cmd`` with output to ``log``; on timeout kill the launcher and its workers.
+
+    torchrun starts each worker in a session of its own, so killing the launcher's
+    process group leaves them alive; they are found as its descendants instead. The
+    output goes to a file, not a pipe, so no surviving worker can block the read.
+    """
+    # Loopback only: a sandbox whose hostname resolves to an unreachable address
+    # otherwise leaves gloo waiting out its 30-minute connect timeout.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            tree = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+            for p in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            psutil.wait_procs(tree, timeout=30)
+            pytest.fail(f"2-process run timed out after {timeout}s:\n{log.read_text()[-4000:]}")
+    return proc.returncode, log.read_text()
 
 
 @pytest.mark.slow
@@ -76,6 +82,7 @@ def test_two_process_gloo_launch_matches_one_process(tmp_path):
         "torch.distributed.run",
         "--nproc_per_node=2",
         "--standalone",
+        "--local-addr=127.0.0.1",
         "-m",
         "ternlab.train",
         *COMMON,
@@ -83,7 +90,7 @@ def test_two_process_gloo_launch_matches_one_process(tmp_path):
         f"data.cache_dir={cache}",
         f"trainer.output_dir={two}",
     ]
-    rc, output = _run_group(cmd, timeout=180)
+    rc, output = _run_group(cmd, tmp_path / "launch.log", timeout=180)
     assert rc == 0, output[-4000:]
     assert "global batch 8 on 2 process(es)" in output
 

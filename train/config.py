@@ -139,6 +139,7 @@ class TrainerConfig:
     grad_accum: int = 1
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate autocast)
     cpu: bool = False  # force CPU even where a GPU is present
+    dist_timeout_s: int = 1800  # multi-process: a peer silent this long is an error, not a hang
     seed: int = 0
     output_dir: str = "runs/default"
     log_every: int = 10
@@ -227,6 +228,7 @@ def validate(cfg: TrainConfig) -> None:
         ("trainer.eval_batches", t.eval_batches, "trainer"),
         ("trainer.save_every", t.save_every, "trainer"),
         ("trainer.keep_last", t.keep_last, "trainer"),
+        ("trainer.dist_timeout_s", t.dist_timeout_s, "trainer"),
         ("data.vocab_size", d.vocab_size, "data"),
     ]:
         _positive(key, val, grp)

@@ -14,12 +14,13 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 
 from ternlab.bitlinear import QuantStrengthSchedule, set_quant_strength
 from ternlab.train.checkpoint import (
@@ -95,6 +96,9 @@ def _accelerator(cfg: TrainConfig) -> Accelerator:
         cpu=cfg.trainer.cpu,
         mixed_precision=cfg.trainer.mixed_precision,
         step_scheduler_with_optimizer=False,
+        kwargs_handlers=[
+            InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.trainer.dist_timeout_s))
+        ],
     )
 
 
