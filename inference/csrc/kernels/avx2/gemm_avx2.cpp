@@ -61,18 +61,19 @@ TL_AVX2 inline void gemv_rows(const GemmArgs& a, int64_t o) {
         for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
         for (int64_t sb = sb0; sb < sb1; ++sb) {
             const int8_t* xb = a.x + sb * kQK;
-            for (int h = 0; h < 2; ++h) {  // the two 32-byte halves of the super-block
-                __m256i p[R];
-                for (int r = 0; r < R; ++r)
-                    p[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rw[r].sb(sb) + 32 * h));
-                for (int j = 0; j < 4; ++j) {
-                    const __m256i xv =
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 64 * j + 32 * h));
-                    for (int r = 0; r < R; ++r)
-                        acc16[r] = _mm256_add_epi16(
-                            acc16[r], _mm256_maddubs_epi16(fields(p[r], j, m3), xv));
+            // Row by row: the activations come again from L1 (cheap loads) instead of
+            // being held for all R rows, which spilled the accumulators (16 ymm).
+            for (int r = 0; r < R; ++r)
+                for (int h = 0; h < 2; ++h) {  // the two 32-byte halves of the super-block
+                    const __m256i p =
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rw[r].sb(sb) + 32 * h));
+                    for (int j = 0; j < 4; ++j) {
+                        const __m256i xv = _mm256_loadu_si256(
+                            reinterpret_cast<const __m256i*>(xb + 64 * j + 32 * h));
+                        acc16[r] = _mm256_add_epi16(acc16[r],
+                                                    _mm256_maddubs_epi16(fields(p, j, m3), xv));
+                    }
                 }
-            }
         }
         for (int r = 0; r < R; ++r)
             acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones));
