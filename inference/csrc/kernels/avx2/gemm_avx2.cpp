@@ -104,13 +104,13 @@ TL_AVX2 inline void decode_panel(const GemmArgs& a, int64_t o, int64_t k0, int64
 }
 
 // Micro-kernel: R decoded rows x TT tokens over one panel; adds into a.acc.
+// The int32 totals live in memory (touched once per kStepsPerWiden steps): in
+// registers beside the R x TT int16 sums they spilled in the inner loop (16 ymm).
 template <int R, int TT>
 TL_AVX2 inline void gemm_tile(const GemmArgs& a, const uint8_t* panel, int64_t len, int64_t o,
                               int64_t k0, int64_t t) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[R][TT];
-    for (int r = 0; r < R; ++r)
-        for (int u = 0; u < TT; ++u) acc[r][u] = _mm256_setzero_si256();
+    alignas(32) int32_t total[R][TT][8] = {};
     const int8_t* x = a.x + t * a.x_stride + k0;
     for (int64_t s0 = 0; s0 < len; s0 += 32 * kStepsPerWiden) {
         const int64_t s1 = s0 + 32 * kStepsPerWiden < len ? s0 + 32 * kStepsPerWiden : len;
@@ -130,11 +130,15 @@ TL_AVX2 inline void gemm_tile(const GemmArgs& a, const uint8_t* panel, int64_t l
             }
         }
         for (int r = 0; r < R; ++r)
-            for (int u = 0; u < TT; ++u)
-                acc[r][u] = _mm256_add_epi32(acc[r][u], _mm256_madd_epi16(acc16[r][u], ones));
+            for (int u = 0; u < TT; ++u) {
+                __m256i* dst = reinterpret_cast<__m256i*>(total[r][u]);
+                *dst = _mm256_add_epi32(*dst, _mm256_madd_epi16(acc16[r][u], ones));
+            }
     }
     for (int r = 0; r < R; ++r)
-        for (int u = 0; u < TT; ++u) a.acc[(t + u) * a.acc_stride + o + r] += hsum_epi32(acc[r][u]);
+        for (int u = 0; u < TT; ++u)
+            a.acc[(t + u) * a.acc_stride + o + r] +=
+                hsum_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(total[r][u])));
 }
 
 // Rows [o, o + R) for every token: each panel of `panel_k` columns is decoded
