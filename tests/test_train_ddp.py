@@ -45,8 +45,8 @@ def _run_group(cmd: list[str], log: Path, timeout: float) -> tuple[int, str]:
     process group leaves them alive; they are found as its descendants instead. The
     output goes to a file, not a pipe, so no surviving worker can block the read.
     """
-    # Loopback only: a sandbox whose hostname resolves to an unreachable address
-    # otherwise leaves gloo waiting out its 30-minute connect timeout.
+    # Loopback only: in a sandbox whose hostname resolves to an unreachable address
+    # the rendezvous otherwise times out (seen: a failure after ~190 s).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)

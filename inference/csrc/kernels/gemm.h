@@ -1,6 +1,7 @@
 // Ternary-weight x int8-activation matrix products, one pair per ISA:
 //   gemv_*: one token (decode). Weights are decoded in registers and used once;
-//           several rows share each activation load. Memory-bound: the packed
+//           each step walks one row group (one sequential stream; on AVX-512 its
+//           rows also share each activation load). Memory-bound: the packed
 //           weights (2 bits a weight) are the only large stream.
 //   gemm_*: several tokens (prefill). A panel of rows is decoded once into an
 //           L1-resident buffer of unsigned fields and reused by every token;

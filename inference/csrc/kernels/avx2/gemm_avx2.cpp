@@ -24,7 +24,7 @@ namespace ternlab {
 
 namespace {
 
-constexpr int64_t kRows = 4;             // rows per GEMV step (share activation loads)
+constexpr int64_t kRows = 4;             // rows per GEMV/GEMM step: one row group (kRowGroup)
 constexpr int64_t kSbPerWiden = 4;       // super-blocks per int16 run: 4*8 maddubs*512 = 16384
 constexpr int64_t kPanelK = 4096;        // GEMM: K per decoded panel (4 rows x 4 KiB in L1)
 constexpr int64_t kStepsPerWiden = 32;   // GEMM: 32-byte steps per int16 run: 32*512 = 16384
