@@ -341,8 +341,19 @@ def _train(cfg: TrainConfig) -> TrainResult:
         wb.finish()
     if main and cfg.trainer.plot and metrics is not None:
         plot_losses(metrics.path, run.out / "loss.png", cfg.run_name)
-    run.acc.end_training()
+    _end_training(run)
     return result
+
+
+def _end_training(run: _Run) -> None:
+    # A DDP model's reducer holds the gloo process group. Freed after
+    # destroy_process_group, it is the group's last owner, and the group's destructor
+    # joins a worker thread that waits for the GIL the freeing thread holds: the
+    # process never exits (seen in the 2-process test, about 1 run in 10). Freed
+    # first, while the group is still registered, the reducer is not its last owner.
+    run.model = run.optimizer = run.scheduler = None  # type: ignore[assignment]
+    run.acc.free_memory()  # accelerate's own references to the prepared objects; gc
+    run.acc.end_training()
 
 
 def _log_record(run: _Run, losses: list[float], grad_norm: float, tps: float) -> dict:
