@@ -40,12 +40,6 @@ std::string describe(const GgufFile& f, const GgufTensor& t) {
     return f.path() + ": tensor '" + t.name + "' (" + type_name(t.type) + ")";
 }
 
-uint16_t load_u16(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-
 // ---- ternary decoders: one row of n_in values into codes, or an error -----------
 
 // The TQ1_0 byte table: a base-3 byte q holds 5 trits, trit n being

@@ -69,6 +69,13 @@ struct FloatGemmArgs {
 using FloatKernel = void (*)(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 // ---- scalar helpers (also the reference) -------------------------------------
+// A 16-bit field of a GGUF block at any alignment (little-endian, as GGUF and
+// every target CPU).
+inline uint16_t load_u16(const uint8_t* p) {
+    uint16_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
 float fp16_to_fp32(uint16_t h);
 // fp16_to_fp32 without branches, inline (the scalar f16 attention reference's loops
 // vectorize with it): the normal path rebiases the exponent by a multiply with 2^-112

@@ -12,12 +12,6 @@ namespace ternlab {
 
 namespace {
 
-uint16_t load_u16(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, sizeof v);  // little-endian, as GGUF
-    return v;
-}
-
 // One token: codes, s[] and the 16-value code sums; false if quant_row refused a block.
 bool quantize_token(const float* x, int64_t K, int8_t* codes, float* s, int16_t* xsum) {
     const QuantRowKernel quant_row = backend().quant_row;

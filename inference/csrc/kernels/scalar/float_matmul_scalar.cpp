@@ -33,12 +33,6 @@ void matmul(FloatFormat fmt, const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     }
 }
 
-uint16_t load_u16(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, sizeof v);  // little-endian, as GGUF
-    return v;
-}
-
 }  // namespace
 
 float fp16_to_fp32(uint16_t h) {
