@@ -160,17 +160,34 @@ TL_AVX512VBMI inline Base3Tables base3_tables() {
     return tab;
 }
 
-// The five unsigned field vectors (f = code + 1) of one 64-byte super-block.
-TL_AVX512VBMI inline void base3_fields(__m512i v, const Base3Tables& tab, __m512i f[5]) {
+// A super-block's bytes v split for the digit lookups: b = v - 81 f4 < 81 and the
+// masks v >= 81, v >= 162 (f4 = their count).
+struct Base3Split {
+    __m512i b;
+    __mmask64 ge81, ge162;
+};
+
+TL_AVX512VBMI inline Base3Split base3_split(__m512i v) {
     const __m512i c81 = _mm512_set1_epi8(81);
-    const __m512i one = _mm512_set1_epi8(1);
     const __mmask64 ge81 = _mm512_cmpge_epu8_mask(v, c81);
     const __mmask64 ge162 = _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(static_cast<char>(162)));
     __m512i b = _mm512_mask_sub_epi8(v, ge81, v, c81);
     b = _mm512_mask_sub_epi8(b, ge162, b, c81);
-    for (int j = 0; j < 4; ++j) f[j] = _mm512_permutex2var_epi8(tab.lo[j], b, tab.hi[j]);
-    f[4] = _mm512_mask_add_epi8(_mm512_maskz_mov_epi8(ge81, one), ge162,
-                                _mm512_maskz_mov_epi8(ge81, one), one);
+    return {b, ge81, ge162};
+}
+
+// The unsigned field vector (f = code + 1) of digit j.
+TL_AVX512VBMI inline __m512i base3_digit(const Base3Split& s, int j, const Base3Tables& tab) {
+    if (j < 4) return _mm512_permutex2var_epi8(tab.lo[j], s.b, tab.hi[j]);
+    const __m512i one = _mm512_set1_epi8(1);
+    const __m512i f = _mm512_maskz_mov_epi8(s.ge81, one);
+    return _mm512_mask_add_epi8(f, s.ge162, f, one);
+}
+
+// The five unsigned field vectors (f = code + 1) of one 64-byte super-block.
+TL_AVX512VBMI inline void base3_fields(__m512i v, const Base3Tables& tab, __m512i f[5]) {
+    const Base3Split s = base3_split(v);
+    for (int j = 0; j < 5; ++j) f[j] = base3_digit(s, j, tab);
 }
 
 template <int R>
@@ -209,12 +226,16 @@ TL_AVX512 inline void dpbusd_to(__m512i& acc, __m512i f, const int8_t* x) {
         : [acc] "+v"(acc)
         : [f] "v"(f), [x] "m"(*reinterpret_cast<const Bytes64*>(x)));
 }
+TL_AVX512 inline void dpbusd_to(__m512i& acc, __m512i f, __m512i x) {
+    asm("vpdpbusd %[x], %[f], %[acc]" : [acc] "+v"(acc) : [f] "v"(f), [x] "v"(x));
+}
 
 // A few tokens (batched decode: one token of each of up to kSmallT sequences):
 // each row's super-blocks are decoded in registers, as in the GEMV, and used by
 // every token. The panel GEMM stores the fields and reads them back per pair of
 // tokens, which only pays for itself over many tokens (2b shape, T = 8: 111 G
-// MAC/s a core against 172 at T = 128). One row at a time: one weight stream.
+// MAC/s a core against 172 at T = 128). This one-row kernel takes an odd last row;
+// gemv3_tokens2 (below) does the rows in pairs.
 template <int TT>
 TL_AVX512VBMI inline void gemv3_tokens(const GemmArgs& a, int64_t o, const Base3Tables& tab) {
     const int64_t nsb = a.Kp / kQK3;
@@ -233,11 +254,55 @@ TL_AVX512VBMI inline void gemv3_tokens(const GemmArgs& a, int64_t o, const Base3
     for (int u = 0; u < TT; ++u) a.acc[u * a.acc_stride + o] = hsum_epi32(acc[u]) - a.xsum[u];
 }
 
+// Rows o and o + 1 for tokens [t0, t0 + TT), TT <= 4: each activation load (in a
+// register) serves both rows. One row at a time, every vpdpbusd took its own 64-byte
+// load, and loads bound the loop as much as the multiply-adds; with 2 x 8
+// accumulators the registers ran out (spills), so 8 tokens are two calls, the second
+// reading the two rows from L1.
+template <int TT>
+TL_AVX512VBMI inline void gemv3_tokens2(const GemmArgs& a, int64_t o, int64_t t0,
+                                        const Base3Tables& tab) {
+    static_assert(TT <= 4, "2 x TT accumulators beside the tables must fit 32 registers");
+    const int64_t nsb = a.Kp / kQK3;
+    const RowWalk w0 = row_walk(a, o), w1 = row_walk(a, o + 1);
+    const int8_t* x0 = a.x + t0 * a.x_stride;
+    __m512i acc0[TT], acc1[TT];
+    for (int u = 0; u < TT; ++u) acc0[u] = acc1[u] = _mm512_setzero_si512();
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        _mm_prefetch(reinterpret_cast<const char*>(w0.sb(sb + kPrefetchBlocks)), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w1.sb(sb + kPrefetchBlocks)), _MM_HINT_T0);
+        const Base3Split s0 = base3_split(_mm512_loadu_si512(w0.sb(sb)));
+        const Base3Split s1 = base3_split(_mm512_loadu_si512(w1.sb(sb)));
+        for (int j = 0; j < 5; ++j) {
+            const __m512i f0 = base3_digit(s0, j, tab), f1 = base3_digit(s1, j, tab);
+            for (int u = 0; u < TT; ++u) {
+                const __m512i x = _mm512_loadu_si512(x0 + u * a.x_stride + sb * kQK3 + 64 * j);
+                dpbusd_to(acc0[u], f0, x);
+                dpbusd_to(acc1[u], f1, x);
+            }
+        }
+    }
+    for (int u = 0; u < TT; ++u) {
+        int32_t* out = a.acc + (t0 + u) * a.acc_stride + o;
+        out[0] = hsum_epi32(acc0[u]) - a.xsum[t0 + u];
+        out[1] = hsum_epi32(acc1[u]) - a.xsum[t0 + u];
+    }
+}
+
+// Rows [o0, o1) for T = TT tokens (2..kSmallT): pairs of rows, tokens in groups of at
+// most 4; an odd last row by the one-row kernel.
 template <int TT>
 TL_AVX512VBMI void gemv3_tokens_rows(const GemmArgs& a, int64_t o0, int64_t o1,
                                      const Base3Tables& tab) {
-    for (int64_t o = o0; o < o1; ++o) gemv3_tokens<TT>(a, o, tab);
+    constexpr int kLo = TT > 4 ? 4 : TT;
+    int64_t o = o0;
+    for (; o + 2 <= o1; o += 2) {
+        gemv3_tokens2<kLo>(a, o, 0, tab);
+        if constexpr (TT > 4) gemv3_tokens2<TT - kLo>(a, o, kLo, tab);
+    }
+    if (o < o1) gemv3_tokens<TT>(a, o, tab);
 }
+
 
 template <int R>
 TL_AVX512VBMI inline void decode_panel3(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
