@@ -61,10 +61,12 @@ ENGINES = ("ternlab", "llama.cpp")
 TOKEN_SEED = 1234
 WARMUP_GEN = 16  # tokens of the tg warm-up run
 SETTLE_S = 0.05  # pause before each timed run: lets the other engine's spinning threads sleep
+# The engine-on-every-CPU issue's goals (its prefill goal, 3x, supersedes the 2.5x
+# of the first engine issue).
 GOALS = {
     "decode_bandwidth_fraction": 0.85,
     "tg_vs_llamacpp_tq2_0": 2.0,
-    "pp_vs_llamacpp_tq2_0": 2.5,
+    "pp_vs_llamacpp_tq2_0": 3.0,
 }
 
 
@@ -591,8 +593,11 @@ def print_tables(report: dict) -> None:
                 f"{len(d['met_by'])}/{len(d['fraction_by_type'])} types",
             )
         for key, label in (
-            ("tg_vs_llamacpp_tq2_0", "tg >= 2x lcpp TQ2_0"),
-            ("pp_vs_llamacpp_tq2_0", f"pp{report['n_prompt']} >= 2.5x lcpp TQ2_0"),
+            ("tg_vs_llamacpp_tq2_0", f"tg >= {GOALS['tg_vs_llamacpp_tq2_0']:g}x lcpp TQ2_0"),
+            (
+                "pp_vs_llamacpp_tq2_0",
+                f"pp{report['n_prompt']} >= {GOALS['pp_vs_llamacpp_tq2_0']:g}x lcpp TQ2_0",
+            ),
         ):
             for head, v in (g.get(key) or {}).items():
                 if v:
