@@ -18,6 +18,7 @@ constexpr int64_t kPanelK = 4096;   // GEMM: K per decoded panel (2-bit: 16 supe
 constexpr int64_t kPanelK3 = 3840;  // base-3: 12 super-blocks of 320, the same L1 budget
 constexpr int64_t kPrefetchBlocks = 16;  // GEMV prefetch distance in super-blocks of a row
 constexpr int64_t kSmallT = 8;  // base-3: up to this many tokens skip the panel (gemv3_tokens)
+constexpr int kFewRows = 2, kFewTokens = 4;  // gemv3_tokens' tile: rows x tokens (<= 12)
 
 // Sum of the 16 int32 lanes (GCC 12's _mm512_reduce_add_epi32 trips -Wuninitialized).
 TL_AVX512 inline int32_t hsum_epi32(__m512i v) {
@@ -215,17 +216,9 @@ TL_AVX512VBMI inline void gemv3_rows(const GemmArgs& a, int64_t o, const Base3Ta
     for (int r = 0; r < R; ++r) a.acc[o + r] = hsum_epi32(acc[r]) - a.xsum[0];
 }
 
-// acc += vpdpbusd(f, the 64 codes at x), in place. With the intrinsic, GCC 12 copied
-// every token's accumulator into a scratch register and back (three copies a token
-// a super-block: 27 instructions beside 40 vpdpbusd at T = 8); the asm ties it.
-struct Bytes64 {
-    int8_t b[64];
-};
-TL_AVX512 inline void dpbusd_to(__m512i& acc, __m512i f, const int8_t* x) {
-    asm("vpdpbusd %[x], %[f], %[acc]"
-        : [acc] "+v"(acc)
-        : [f] "v"(f), [x] "m"(*reinterpret_cast<const Bytes64*>(x)));
-}
+// acc += vpdpbusd(f, x), in place. With the intrinsic, GCC 12 copied every token's
+// accumulator into a scratch register and back (three copies a token a super-block);
+// the asm ties the sum to the accumulator.
 TL_AVX512 inline void dpbusd_to(__m512i& acc, __m512i f, __m512i x) {
     asm("vpdpbusd %[x], %[f], %[acc]" : [acc] "+v"(acc) : [f] "v"(f), [x] "v"(x));
 }
@@ -234,75 +227,64 @@ TL_AVX512 inline void dpbusd_to(__m512i& acc, __m512i f, __m512i x) {
 // each row's super-blocks are decoded in registers, as in the GEMV, and used by
 // every token. The panel GEMM stores the fields and reads them back per pair of
 // tokens, which only pays for itself over many tokens (2b shape, T = 8: 111 G
-// MAC/s a core against 172 at T = 128). This one-row kernel takes an odd last row;
-// gemv3_tokens2 (below) does the rows in pairs.
-template <int TT>
-TL_AVX512VBMI inline void gemv3_tokens(const GemmArgs& a, int64_t o, const Base3Tables& tab) {
-    const int64_t nsb = a.Kp / kQK3;
-    const RowWalk rw = row_walk(a, o);
-    __m512i acc[TT];
-    for (int u = 0; u < TT; ++u) acc[u] = _mm512_setzero_si512();
-    for (int64_t sb = 0; sb < nsb; ++sb) {
-        _mm_prefetch(reinterpret_cast<const char*>(rw.sb(sb + kPrefetchBlocks)), _MM_HINT_T0);
-        __m512i f[5];
-        base3_fields(_mm512_loadu_si512(rw.sb(sb)), tab, f);
-        for (int u = 0; u < TT; ++u) {
-            const int8_t* xb = a.x + u * a.x_stride + sb * kQK3;
-            for (int j = 0; j < 5; ++j) dpbusd_to(acc[u], f[j], xb + 64 * j);
-        }
-    }
-    for (int u = 0; u < TT; ++u) a.acc[u * a.acc_stride + o] = hsum_epi32(acc[u]) - a.xsum[u];
-}
-
-// Rows o and o + 1 for tokens [t0, t0 + TT), TT <= 4: each activation load (in a
-// register) serves both rows. One row at a time, every vpdpbusd took its own 64-byte
-// load, and loads bound the loop as much as the multiply-adds; with 2 x 8
-// accumulators the registers ran out (spills), so 8 tokens are two calls, the second
-// reading the two rows from L1.
-template <int TT>
-TL_AVX512VBMI inline void gemv3_tokens2(const GemmArgs& a, int64_t o, int64_t t0,
+// MAC/s a core against 172 at T = 128). Rows [o, o + R) for tokens [t0, t0 + TT),
+// digit by digit: each activation load (in a register) serves the R rows. One row
+// at a time, every vpdpbusd had taken its own 64-byte load, and loads bound the
+// loop as much as the multiply-adds. R x TT accumulators, R field vectors and the
+// 8 tables must fit the 32 registers (3 x 4 is the largest tile that does). 2b
+// shape, 8 sequences, 2 threads, the decode step: 140-146 ms with one row at a
+// time, 106-125 ms with 2 x 4; 3 x 4 and 4 x 3 measured the same as 2 x 4.
+template <int R, int TT>
+TL_AVX512VBMI inline void gemv3_tokens(const GemmArgs& a, int64_t o, int64_t t0,
                                         const Base3Tables& tab) {
-    static_assert(TT <= 4, "2 x TT accumulators beside the tables must fit 32 registers");
+    static_assert(R * TT <= 12, "R x TT accumulators, the fields and tables: 32 registers");
     const int64_t nsb = a.Kp / kQK3;
-    const RowWalk w0 = row_walk(a, o), w1 = row_walk(a, o + 1);
+    RowWalk w[R];
+    for (int r = 0; r < R; ++r) w[r] = row_walk(a, o + r);
     const int8_t* x0 = a.x + t0 * a.x_stride;
-    __m512i acc0[TT], acc1[TT];
-    for (int u = 0; u < TT; ++u) acc0[u] = acc1[u] = _mm512_setzero_si512();
+    __m512i acc[R][TT];
+    for (int r = 0; r < R; ++r)
+        for (int u = 0; u < TT; ++u) acc[r][u] = _mm512_setzero_si512();
     for (int64_t sb = 0; sb < nsb; ++sb) {
-        _mm_prefetch(reinterpret_cast<const char*>(w0.sb(sb + kPrefetchBlocks)), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w1.sb(sb + kPrefetchBlocks)), _MM_HINT_T0);
-        const Base3Split s0 = base3_split(_mm512_loadu_si512(w0.sb(sb)));
-        const Base3Split s1 = base3_split(_mm512_loadu_si512(w1.sb(sb)));
+        Base3Split s[R];
+        for (int r = 0; r < R; ++r) {
+            _mm_prefetch(reinterpret_cast<const char*>(w[r].sb(sb + kPrefetchBlocks)),
+                         _MM_HINT_T0);
+            s[r] = base3_split(_mm512_loadu_si512(w[r].sb(sb)));
+        }
         for (int j = 0; j < 5; ++j) {
-            const __m512i f0 = base3_digit(s0, j, tab), f1 = base3_digit(s1, j, tab);
+            __m512i f[R];
+            for (int r = 0; r < R; ++r) f[r] = base3_digit(s[r], j, tab);
             for (int u = 0; u < TT; ++u) {
                 const __m512i x = _mm512_loadu_si512(x0 + u * a.x_stride + sb * kQK3 + 64 * j);
-                dpbusd_to(acc0[u], f0, x);
-                dpbusd_to(acc1[u], f1, x);
+                for (int r = 0; r < R; ++r) dpbusd_to(acc[r][u], f[r], x);
             }
         }
     }
-    for (int u = 0; u < TT; ++u) {
-        int32_t* out = a.acc + (t0 + u) * a.acc_stride + o;
-        out[0] = hsum_epi32(acc0[u]) - a.xsum[t0 + u];
-        out[1] = hsum_epi32(acc1[u]) - a.xsum[t0 + u];
-    }
+    for (int u = 0; u < TT; ++u)
+        for (int r = 0; r < R; ++r)
+            a.acc[(t0 + u) * a.acc_stride + o + r] = hsum_epi32(acc[r][u]) - a.xsum[t0 + u];
 }
 
-// Rows [o0, o1) for T = TT tokens (2..kSmallT): pairs of rows, tokens in groups of at
-// most 4; an odd last row by the one-row kernel.
+static_assert(kSmallT <= 2 * kFewTokens, "gemv3_tokens_all makes at most two calls");
+
+// All TT tokens of rows [o, o + R).
+template <int R, int TT>
+TL_AVX512VBMI inline void gemv3_tokens_all(const GemmArgs& a, int64_t o, const Base3Tables& tab) {
+    constexpr int kLo = TT > kFewTokens ? kFewTokens : TT;
+    gemv3_tokens<R, kLo>(a, o, 0, tab);
+    if constexpr (TT > kLo) gemv3_tokens<R, TT - kLo>(a, o, kLo, tab);
+}
+
+// Rows [o0, o1) for T = TT tokens (2..kSmallT).
 template <int TT>
 TL_AVX512VBMI void gemv3_tokens_rows(const GemmArgs& a, int64_t o0, int64_t o1,
                                      const Base3Tables& tab) {
-    constexpr int kLo = TT > 4 ? 4 : TT;
     int64_t o = o0;
-    for (; o + 2 <= o1; o += 2) {
-        gemv3_tokens2<kLo>(a, o, 0, tab);
-        if constexpr (TT > 4) gemv3_tokens2<TT - kLo>(a, o, kLo, tab);
-    }
-    if (o < o1) gemv3_tokens<TT>(a, o, tab);
+    for (; o + kFewRows <= o1; o += kFewRows) gemv3_tokens_all<kFewRows, TT>(a, o, tab);
+    static_assert(kFewRows == 2, "one row at most is left over");
+    if (o < o1) gemv3_tokens_all<1, TT>(a, o, tab);
 }
-
 
 template <int R>
 TL_AVX512VBMI inline void decode_panel3(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
