@@ -191,15 +191,19 @@ static_assert(kTileTokens == 4, "tile_dispatch handles tiles of 1 to 4 tokens");
 template <int TT>
 TL_Q6K512 inline void row_dot_tokens(const uint8_t* row, int64_t K, const Q6KActs& x,
                                      float* out) {
+    static_assert(TT <= 8, "token u's float sum is lane u of one __m256");
     const int64_t nb = K / kQ6KBlock;
-    float acc[TT];
-    for (int u = 0; u < TT; ++u) acc[u] = 0.0f;
+    // q6k_accumulate for all tokens at once, lane by lane the same IEEE steps: one
+    // vdivps instead of TT divss a block (2b-shape head, 8 tokens, 1 thread, 3
+    // interleaved rounds: 53.7/59.9/63.8 -> 48.6/54.3/46.8 ms).
+    __m256 acc = _mm256_setzero_ps();
+    alignas(32) int32_t tot[8] = {};
+    alignas(32) float s[8] = {1, 1, 1, 1, 1, 1, 1, 1};  // lanes past TT: unused, finite
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = row + b * kQ6KBlockBytes;
         for (int i = 0; i < 4; ++i)
             _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes + 64 * i), _MM_HINT_T0);
         const __m256i sc = scales16(blk);
-        const float d = half_to_float(blk + 208);
         __m512i y[4], sv[4];  // values 64q .. 64q + 63 of the block
         for (int h = 0; h < 2; ++h) {
             levels_half(blk, h, y + 2 * h);
@@ -209,11 +213,17 @@ TL_Q6K512 inline void row_dot_tokens(const uint8_t* row, int64_t K, const Q6KAct
             const int8_t* c = x.codes + u * K + b * kQ6KBlock;
             __m512i isum = _mm512_setzero_si512();
             for (int q = 0; q < 4; ++q) isum = dot64(isum, y[q], sv[q], c + 64 * q);
-            acc[u] = q6k_accumulate(acc[u], block_isum(isum, sc, x.xsum + u * (K / 16) + 16 * b),
-                                    d, x.s[u * nb + b]);
+            tot[u] = block_isum(isum, sc, x.xsum + u * (K / 16) + 16 * b);
+            s[u] = x.s[u * nb + b];
         }
+        const __m256 d = _mm256_set1_ps(half_to_float(blk + 208));
+        const __m256 isum =
+            _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(tot)));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(isum, _mm256_div_ps(d, _mm256_load_ps(s))));
     }
-    for (int u = 0; u < TT; ++u) out[u] = acc[u];
+    alignas(32) float all[8];
+    _mm256_store_ps(all, acc);
+    for (int u = 0; u < TT; ++u) out[u] = all[u];
 }
 
 template <int TT>
