@@ -149,8 +149,8 @@ TL_AVX2 inline void widen_into(int32_t* dst, __m256i c) {
 
 // c0 += maddubs(f, v0), c1 += maddubs(f, v1) for the 32 fields f at p, in place.
 // In C, GCC 12 puts each sum in a temporary's register and copies it back, or keeps
-// an accumulator on the stack (38 instructions a step of the 4 x 2 tile instead of
-// 22): the asm ties every sum to its accumulator.
+// an accumulator on the stack (38 instructions a step of the 4 x 2 tile; with this,
+// 25): the asm ties every sum to its accumulator.
 TL_AVX2 inline void row_step(__m256i& c0, __m256i& c1, const uint8_t* p, __m256i v0, __m256i v1) {
     __m256i f, t;
     asm("vmovdqa %[p], %[f]\n\t"
@@ -162,10 +162,9 @@ TL_AVX2 inline void row_step(__m256i& c0, __m256i& c1, const uint8_t* p, __m256i
         : [p] "m"(*reinterpret_cast<const __m256i*>(p)), [v0] "x"(v0), [v1] "x"(v1));
 }
 
-// Steps [s0, s1) of the 4 x 2 tile (at most kStepsPerWiden), added into total[r][u].
-// Named accumulators in a function of its own: inlined into the GEMM, GCC 12 copied
-// every accumulator to another register each step and kept one on the stack (38
-// instructions a step for 8 maddubs); alone, the loop is the 22 it needs.
+// Steps [s0, s1) of the 4 x 2 tile (at most kStepsPerWiden), added into total[r][u]:
+// eight named accumulators, each step in row_step's asm (a function of its own, so
+// that nothing of the caller competes for the 16 registers).
 TL_AVX2 __attribute__((noinline)) void tile4x2_run(const int8_t* x0, const int8_t* x1,
                                                    const uint8_t* p0, int64_t len, int64_t s0,
                                                    int64_t s1, int32_t (*total)[2][8]) {
