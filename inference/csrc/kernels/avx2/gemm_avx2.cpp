@@ -103,13 +103,28 @@ TL_AVX2 inline void decode_panel(const GemmArgs& a, int64_t o, int64_t k0, int64
             }
 }
 
+// dst[0..8) += the int16 pairs of c summed into int32.
+TL_AVX2 inline void widen_into(int32_t* dst, __m256i c) {
+    __m256i* d = reinterpret_cast<__m256i*>(dst);
+    *d = _mm256_add_epi32(*d, _mm256_madd_epi16(c, _mm256_set1_epi16(1)));
+}
+
+// a.acc of rows [o, o + R) and tokens [t, t + TT) += the lane sums of a tile's totals.
+template <int R, int TT>
+TL_AVX2 inline void add_totals(const GemmArgs& a, const int32_t (*total)[TT][8], int64_t o,
+                               int64_t t) {
+    for (int r = 0; r < R; ++r)
+        for (int u = 0; u < TT; ++u)
+            a.acc[(t + u) * a.acc_stride + o + r] +=
+                hsum_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(total[r][u])));
+}
+
 // Micro-kernel: R decoded rows x TT tokens over one panel; adds into a.acc.
 // The int32 totals live in memory (touched once per kStepsPerWiden steps): in
 // registers beside the R x TT int16 sums they spilled in the inner loop (16 ymm).
 template <int R, int TT>
 TL_AVX2 inline void gemm_tile(const GemmArgs& a, const uint8_t* panel, int64_t len, int64_t o,
                               int64_t k0, int64_t t) {
-    const __m256i ones = _mm256_set1_epi16(1);
     alignas(32) int32_t total[R][TT][8] = {};
     const int8_t* x = a.x + t * a.x_stride + k0;
     for (int64_t s0 = 0; s0 < len; s0 += 32 * kStepsPerWiden) {
@@ -130,21 +145,9 @@ TL_AVX2 inline void gemm_tile(const GemmArgs& a, const uint8_t* panel, int64_t l
             }
         }
         for (int r = 0; r < R; ++r)
-            for (int u = 0; u < TT; ++u) {
-                __m256i* dst = reinterpret_cast<__m256i*>(total[r][u]);
-                *dst = _mm256_add_epi32(*dst, _mm256_madd_epi16(acc16[r][u], ones));
-            }
+            for (int u = 0; u < TT; ++u) widen_into(total[r][u], acc16[r][u]);
     }
-    for (int r = 0; r < R; ++r)
-        for (int u = 0; u < TT; ++u)
-            a.acc[(t + u) * a.acc_stride + o + r] +=
-                hsum_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(total[r][u])));
-}
-
-// dst[0..8) += the int16 pairs of c summed into int32.
-TL_AVX2 inline void widen_into(int32_t* dst, __m256i c) {
-    __m256i* d = reinterpret_cast<__m256i*>(dst);
-    *d = _mm256_add_epi32(*d, _mm256_madd_epi16(c, _mm256_set1_epi16(1)));
+    add_totals<R, TT>(a, total, o, t);
 }
 
 // c0 += maddubs(f, v0), c1 += maddubs(f, v1) for the 32 fields f at p, in place.
@@ -200,10 +203,7 @@ TL_AVX2 inline void gemm_tile<4, 2>(const GemmArgs& a, const uint8_t* panel, int
         const int64_t s1 = s0 + 32 * kStepsPerWiden < len ? s0 + 32 * kStepsPerWiden : len;
         tile4x2_run(x0, x0 + a.x_stride, panel, len, s0, s1, total);
     }
-    for (int r = 0; r < 4; ++r)
-        for (int u = 0; u < 2; ++u)
-            a.acc[(t + u) * a.acc_stride + o + r] +=
-                hsum_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(total[r][u])));
+    add_totals<4, 2>(a, total, o, t);
 }
 
 // Rows [o, o + R) for every token: each panel of `panel_k` columns is decoded
