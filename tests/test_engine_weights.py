@@ -16,6 +16,8 @@ loaded by the C++ engine:
 from __future__ import annotations
 
 import gc
+import itertools
+import math
 from pathlib import Path
 
 import gguf
@@ -163,6 +165,11 @@ FLOAT_CASES = [
     ("q8_0", 1, 32),
     ("q8_0", 37, 96),
     ("q8_0", 70, 2080),
+    # rows past K.panel_max_k: column panels
+    ("f32", 20, 5200),
+    ("f16", 37, 6912),
+    ("f16", 5, 2601),
+    ("q8_0", 9, 5152),
 ]
 
 
@@ -215,6 +222,8 @@ def test_float_forward_matches_reference(tmp_path, qtype, n_out, n_in):
         ("f16", 1047),
         ("q8_0", 2080),
         ("q6_k", 2304),
+        ("f16", 5003),
+        ("q8_0", 5152),
     ],
 )
 def test_float_simd_isas_identical(tmp_path, qtype, n_in):
@@ -233,6 +242,48 @@ def test_float_simd_isas_identical(tmp_path, qtype, n_in):
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
     np.testing.assert_array_equal(outs[0][0], outs[0][1])
+
+
+@pytest.mark.parametrize(
+    "qtype,n_in", [("f32", 5200), ("f16", 6912), ("f16", 2601), ("q8_0", 5152)]
+)
+def test_float_panels_are_the_sum_of_their_products(tmp_path, qtype, n_in):
+    # Rows past panel_max_k are split into column panels of whole 32-column steps,
+    # as even as those allow; y is panel 0's product + panel 1's + ... in float32, in
+    # order. Pinned against the panels written as tensors of their own (short rows:
+    # one panel each), for every ISA, one token and a batch.
+    path, w, r = float_file(tmp_path, qtype, 19, n_in, seed=n_in)
+    lin = K.load_linear(path, "w")
+    panels = math.ceil(n_in / K.panel_max_k)
+    assert lin.panel_k == math.ceil(math.ceil(n_in / panels) / 32) * 32 <= K.panel_max_k
+    bounds = list(range(0, n_in, lin.panel_k)) + [n_in]
+    assert len(bounds) == panels + 1
+    raw = gguf.GGUFReader(path).tensors[0].data  # f32/f16 values, or Q8_0 bytes
+
+    def columns(a: int, b: int) -> np.ndarray:  # the stored rows' columns [a, b)
+        return raw[:, a // 32 * 34 : b // 32 * 34] if qtype == "q8_0" else raw[:, a:b]
+
+    def add_parts(wr):
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            part = np.ascontiguousarray(columns(a, b))
+            wr.add_tensor(f"p{i}", part, raw_dtype=GGMLQuantizationType[qtype.upper()])
+
+    parts_path = write_gguf(tmp_path / "parts.gguf", add_parts)
+    parts = [K.load_linear(parts_path, f"p{i}") for i in range(panels)]
+    assert all(p.panel_k == 0 for p in parts)
+    x = r.standard_normal((5, n_in)).astype(np.float32)
+    for isa in ISAS:
+        K.set_isa(isa)
+        for xs in (x, x[:1]):
+            expect = parts[0].forward(np.ascontiguousarray(xs[:, : bounds[1]]))
+            for p, (a, b) in zip(parts[1:], itertools.pairwise(bounds[1:]), strict=True):
+                expect = expect + p.forward(np.ascontiguousarray(xs[:, a:b]))
+            np.testing.assert_array_equal(lin.forward(xs), expect, err_msg=f"{isa} T={len(xs)}")
+
+
+def test_float_rows_at_the_panel_limit_stay_whole(tmp_path):
+    path, _, _ = float_file(tmp_path, "f16", 3, K.panel_max_k, seed=1)
+    assert K.load_linear(path, "w").panel_k == 0
 
 
 def test_float_isas_agree_with_scalar(tmp_path):

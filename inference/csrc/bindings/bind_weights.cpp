@@ -112,7 +112,8 @@ py::array_t<float> dequantize(const py::object& file, const std::string& name, i
 void bind_weights(py::module_& m) {
     py::class_<PyLinear>(m, "Linear",
                          "A 2-D GGUF weight in the engine's form (ternary: repacked with one "
-                         "scale; F32/F16/Q8_0/Q6_K: rows read from the file's mapping).")
+                         "scale; F32/F16/Q8_0/Q6_K: rows read from the file's mapping, or "
+                         "copied into column panels when longer than panel_max_k).")
         .def_property_readonly("name", [](const PyLinear& l) { return l.w.name; })
         .def_property_readonly("n_out", [](const PyLinear& l) { return l.w.n_out; })
         .def_property_readonly("n_in", [](const PyLinear& l) { return l.w.n_in; })
@@ -126,6 +127,10 @@ void bind_weights(py::module_& m) {
                                    if (!l.w.ternary) return py::none();
                                    return py::float_(l.w.scale);
                                })
+        .def_property_readonly(
+            "panel_k", [](const PyLinear& l) { return l.w.panel_k; },
+            "Float rows longer than panel_max_k: columns per panel (y is the sum of the "
+            "panels' products in order); 0 otherwise.")
         .def("forward", &forward, py::arg("x"), py::arg("threads") = 1,
              "y [T, n_out] = x [T, n_in] @ W^T (float32). Ternary: the frozen BitLinear; "
              "Q6_K: int8 activations per 256-value block (q6k_int8.h).")
@@ -134,6 +139,7 @@ void bind_weights(py::module_& m) {
             return "<Linear " + l.w.name + " " + type_name(l.w.type) + " [" +
                    std::to_string(l.w.n_out) + ", " + std::to_string(l.w.n_in) + "]>";
         });
+    m.attr("panel_max_k") = kFloatPanelMaxK;
     m.def("load_linear", &load, py::arg("file"), py::arg("name"), py::arg("layout") = "bits2",
           "Load the 2-D tensor `name` of a GGUFFile (or a path) as a Linear; ternary "
           "weights are packed in `layout` ('bits2', 'base3' or 'auto').");

@@ -240,6 +240,31 @@ bool is_float_type(uint32_t type) {
     return type == kF32 || type == kF16 || type == kQ8_0 || type == kQ6_K;
 }
 
+// Columns per panel for rows of k values: as even as whole 32-column steps allow
+// (Q8_0 blocks stay whole). Q6_K keeps whole rows: its kernels quantize the
+// activations per row block and never re-read them as float32.
+int64_t float_panel_k(FloatFormat fmt, int64_t k) {
+    if (fmt == kFmtQ6_K || k <= kFloatPanelMaxK) return 0;
+    const int64_t panels = (k + kFloatPanelMaxK - 1) / kFloatPanelMaxK;
+    return ((k + panels - 1) / panels + kQ8Block - 1) / kQ8Block * kQ8Block;
+}
+
+// Copies the rows at `src` into column panels (Linear::panels) and frees the mapped pages.
+void split_into_panels(const GgufFile& f, const GgufTensor& t, FloatFormat fmt, Linear& w) {
+    const int64_t src_row = float_row_bytes(fmt, w.n_in);
+    w.panels = aligned_bytes(static_cast<size_t>(src_row * w.n_out));
+    uint8_t* dst = w.panels.data();
+    for (int64_t k0 = 0; k0 < w.n_in; k0 += w.panel_k) {
+        const int64_t cols = std::min(w.panel_k, w.n_in - k0);
+        const int64_t off = float_row_bytes(fmt, k0), bytes = float_row_bytes(fmt, cols);
+        for (int64_t o = 0; o < w.n_out; ++o, dst += bytes)
+            std::memcpy(dst, t.data + o * src_row + off, static_cast<size_t>(bytes));
+    }
+    w.data = w.panels.data();
+    w.row_bytes = float_row_bytes(fmt, w.panel_k);
+    f.release(t);
+}
+
 }  // namespace
 
 AlignedBytes aligned_bytes(size_t n) {
@@ -273,16 +298,42 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout) {
         case kF32:
         case kF16:
         case kQ8_0:
-        case kQ6_K:
-            w.data = t.data;  // stays in the mapping
-            w.row_bytes = float_row_bytes(float_format(t.type), w.n_in);
+        case kQ6_K: {
+            const FloatFormat fmt = float_format(t.type);
+            w.data = t.data;  // stays in the mapping, unless split into panels
+            w.row_bytes = float_row_bytes(fmt, w.n_in);
+            w.panel_k = float_panel_k(fmt, w.n_in);
+            if (w.panel_k > 0) split_into_panels(f, t, fmt, w);
             return w;
+        }
         default:
             throw GgufError(f.path() + ": tensor '" + t.name + "' has type " +
                             type_name(t.type) + "; the engine multiplies I2_S, TQ1_0, TQ2_0, "
                             "F32, F16, Q8_0, Q6_K (re-export the model with one of these)");
     }
 }
+
+namespace {
+
+// Rows [o0, o1) of every token: the panels one after another, each panel's product
+// added to y in panel order. `xp` holds x's columns panel by panel ([T, cols] each).
+void float_panels_rows(const Linear& w, FloatKernel kernel, const float* xp, int64_t T, float* y,
+                       float* part, int64_t o0, int64_t o1) {
+    const FloatFormat fmt = float_format(w.type);
+    const uint8_t* data = w.data;
+    for (int64_t k0 = 0; k0 < w.n_in; k0 += w.panel_k) {
+        const int64_t cols = std::min(w.panel_k, w.n_in - k0);
+        const int64_t row_bytes = float_row_bytes(fmt, cols);
+        const FloatGemmArgs a{data, row_bytes, cols, xp + T * k0, T, k0 == 0 ? y : part, w.n_out};
+        kernel(a, o0, o1);
+        if (k0 > 0)
+            for (int64_t t = 0; t < T; ++t)
+                for (int64_t o = o0; o < o1; ++o) y[t * w.n_out + o] += part[t * w.n_out + o];
+        data += row_bytes * w.n_out;
+    }
+}
+
+}  // namespace
 
 int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int threads) {
     if (T <= 0 || w.n_out == 0) return -1;
@@ -292,6 +343,20 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
     const FloatFormat fmt = float_format(w.type);
     const FloatKernel kernel = T == 1 ? kt.float_gemv[fmt] : kt.float_gemm[fmt];
     const FloatGemmArgs a{w.data, w.row_bytes, w.n_in, x, T, y, w.n_out};
+    std::vector<float> xp, part;
+    if (w.panel_k > 0) {  // x's columns panel by panel (one token: they already are)
+        if (T > 1) {
+            xp.resize(static_cast<size_t>(T * w.n_in));
+            for (int64_t k0 = 0; k0 < w.n_in; k0 += w.panel_k) {
+                const int64_t cols = std::min(w.panel_k, w.n_in - k0);
+                for (int64_t t = 0; t < T; ++t)
+                    std::memcpy(xp.data() + T * k0 + t * cols, x + t * w.n_in + k0,
+                                static_cast<size_t>(cols) * sizeof(float));
+            }
+        }
+        part.resize(static_cast<size_t>(T * w.n_out));
+    }
+    const float* xs = T > 1 ? xp.data() : x;
     // Contiguous row ranges, one per thread; every element is computed the same
     // way whatever the split (float_matmul.h), so results do not depend on it.
     const int64_t chunks = (w.n_out + kRowAlign - 1) / kRowAlign;
@@ -299,7 +364,11 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
     parallel_for(tasks, [&](int i) {
         const int64_t o0 = chunks * i / tasks * kRowAlign;
         const int64_t o1 = std::min(w.n_out, chunks * (i + 1) / tasks * kRowAlign);
-        if (o0 < o1) kernel(a, o0, o1);
+        if (o0 >= o1) return;
+        if (w.panel_k > 0)
+            float_panels_rows(w, kernel, xs, T, y, part.data(), o0, o1);
+        else
+            kernel(a, o0, o1);
     });
     return -1;
 }

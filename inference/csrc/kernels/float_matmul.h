@@ -122,7 +122,6 @@ void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 
-void float_gemv_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);

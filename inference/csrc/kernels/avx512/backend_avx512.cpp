@@ -16,9 +16,8 @@ const Backend& avx512_backend() {
         t.ternary_gemv[kBits2] = gemv_avx512;
         t.ternary_gemm[kBits2] = gemm_avx512;
         // The 512-bit float kernels reproduce the AVX2 GEMV's per-element sequence, so
-        // both give identical results; F32 rows need no conversion: the 256-bit GEMV
-        // already streams them at the memory bandwidth.
-        t.float_gemv[kFmtF16] = float_gemv_f16_avx512;
+        // both give identical results. F32 and F16 rows keep the 256-bit GEMV, which
+        // streams them at the memory bandwidth (float_gemv_avx512.cpp).
         t.float_gemv[kFmtQ8_0] = float_gemv_q8_0_avx512;
         t.float_gemv[kFmtQ6_K] = float_gemv_q6_k_avx512;
         t.float_gemm[kFmtF32] = float_gemm_f32_avx512;

@@ -1,11 +1,15 @@
-// AVX-512 float GEMV (decode) for F16 and Q8_0 rows, bit-identical with the
-// AVX2 GEMV (float_matmul_avx2.cpp): per output element the same 8-column
-// steps go into the same four accumulators with the same IEEE operations
-// (Q8_0: code * d, then FMA with x), summed by the same tree. A 512-bit
-// register holds two of those accumulators side by side, as in the AVX-512
-// GEMM: pair-step u (columns 16u .. 16u+15) is steps 2u and 2u+1, which belong
-// to register u % 2. Half the instructions of the AVX2 loop, which left a Q8_0
-// head compute-bound.
+// AVX-512 float GEMV (decode) for Q8_0 rows, bit-identical with the AVX2 GEMV
+// (float_matmul_avx2.cpp): per output element the same 8-column steps go into
+// the same four accumulators with the same IEEE operations (code * d, then FMA
+// with x), summed by the same tree. A 512-bit register holds two of those
+// accumulators side by side, as in the AVX-512 GEMM: pair-step u (columns
+// 16u .. 16u+15) is steps 2u and 2u+1, which belong to register u % 2. Half the
+// instructions of the AVX2 loop, which left a Q8_0 head compute-bound.
+//
+// F16 rows keep the AVX2 GEMV: the 512-bit F16 loop (the same scheme) decoded
+// the 2b-shape F16 model more slowly on Zen 4 (1 thread 3.8-4.1 against 4.8-4.9
+// tokens/s, 2 threads 4.9-5.5 against 5.8), since one row's stream is bound by
+// memory, not by instructions.
 //
 // One row at a time: the weights are then one sequential stream. Walking two
 // rows together (four FMA chains instead of two) was 1.6x slower on the Zen 4
@@ -44,40 +48,6 @@ TL_G512 inline float half_to_float(const uint8_t* p) {
     return _cvtsh_ss(h);
 }
 
-// F16 rows [o, o + R). Pair-steps two at a time, then the rest with a mask that
-// covers whole 8-column steps up to the last (partial) one, as the AVX2 kernel
-// touches them: its masked step adds 0 * 0 to the lanes past K, and no later step.
-template <int R>
-TL_G512 inline void gemv_f16_rows(const FloatGemmArgs& a, int64_t o) {
-    const uint16_t* w[R];
-    for (int r = 0; r < R; ++r) w[r] = reinterpret_cast<const uint16_t*>(a.w + (o + r) * a.row_bytes);
-    __m512 acc[R][2];
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    const int64_t full = a.K / kW;
-    int64_t u = 0;
-    for (; u + 2 <= full; u += 2)
-        for (int p = 0; p < 2; ++p) {
-            const __m512 xv = _mm512_loadu_ps(a.x + kW * (u + p));
-            for (int r = 0; r < R; ++r) {
-                const __m512 wv = _mm512_cvtph_ps(
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r] + kW * (u + p))));
-                acc[r][p] = _mm512_fmadd_ps(wv, xv, acc[r][p]);
-            }
-        }
-    for (int p = 0; u + p < (a.K + kW - 1) / kW; ++p) {  // at most two pair-steps left
-        const int64_t k = kW * (u + p);
-        const int64_t n = a.K - k < kW ? a.K - k : kW;
-        const __mmask16 load = static_cast<__mmask16>((1u << n) - 1u);
-        const __mmask16 touch = n > 8 ? 0xffff : 0x00ff;
-        const __m512 xv = _mm512_maskz_loadu_ps(load, a.x + k);
-        for (int r = 0; r < R; ++r) {
-            const __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(load, w[r] + k));
-            acc[r][p] = _mm512_mask3_fmadd_ps(wv, xv, acc[r][p], touch);
-        }
-    }
-    for (int r = 0; r < R; ++r) a.y[o + r] = hsum(acc[r]);
-}
-
 // Q8_0 rows [o, o + R): a 32-value block is pair-steps 2b and 2b + 1.
 template <int R>
 TL_G512 inline void gemv_q8_rows(const FloatGemmArgs& a, int64_t o) {
@@ -103,12 +73,6 @@ TL_G512 inline void gemv_q8_rows(const FloatGemmArgs& a, int64_t o) {
 
 }  // namespace
 
-TL_G512 void float_gemv_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    int64_t o = o0;
-    for (; o + kRows <= o1; o += kRows) gemv_f16_rows<kRows>(a, o);
-    for (; o < o1; ++o) gemv_f16_rows<1>(a, o);
-}
-
 TL_G512 void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     int64_t o = o0;
     for (; o + kRows <= o1; o += kRows) gemv_q8_rows<kRows>(a, o);
@@ -120,7 +84,6 @@ TL_G512 void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t 
 #else  // not x86: never selected (no backend table holds it)
 
 namespace ternlab {
-void float_gemv_f16_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemv_q8_0_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 }  // namespace ternlab
 
