@@ -70,6 +70,9 @@ GOALS = {
 }
 
 
+TERNARY_TYPES = ("i2_s", "tq2_0", "tq1_0")  # the goals judge these; the rest are baselines
+
+
 def parse_type(name: str) -> tuple[str, str]:
     """``"tq2_0+q8_0"`` -> (linear type, embedding type); no suffix means an F16 embedding."""
     wtype, _, embed = name.partition("+")
@@ -402,7 +405,9 @@ def goals(rows: list[dict], threads: list[int], baseline: str = "llama.cpp") -> 
         ours = [
             r
             for r in rows
-            if r["engine"] == "ternlab" and r["threads"] == t and not r["type"].startswith("f16")
+            if r["engine"] == "ternlab"
+            and r["threads"] == t
+            and parse_type(r["type"])[0] in TERNARY_TYPES
         ]
         base = idx.get((baseline, "tq2_0", t))
         if not ours:

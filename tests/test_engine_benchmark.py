@@ -139,6 +139,27 @@ def test_ratios_and_goals(report):
         assert tg["any_head"]["met"] == (tg["any_head"]["ratio"] >= 2.0)
 
 
+def test_goals_judge_the_ternary_types_only():
+    # The float types are baselines: a fast q8_0 or f16 file must not count as the
+    # "fastest export" nor enter the bandwidth goal.
+    def row(engine: str, typ: str, tg: float, frac: float = 0.5) -> dict:
+        return {
+            "engine": engine,
+            "type": typ,
+            "threads": 1,
+            "decode_read_bw_fraction": frac,
+            "pp": {"tokens_per_s": 10.0},
+            "tg": {"tokens_per_s": tg},
+        }
+
+    rows = [row("ternlab", "tq2_0", 20.0), row("ternlab", "q8_0", 99.0, 0.9)]
+    rows += [row("ternlab", "f16", 99.0, 0.9), row("llama.cpp", "tq2_0", 10.0)]
+    g = bench.goals(rows, [1])["per_threads"]["1"]
+    assert g["decode_bandwidth"]["fraction_by_type"] == {"tq2_0": 0.5}
+    tg = g["tg_vs_llamacpp_tq2_0"]
+    assert tg["f16_head"] == {"type": "tq2_0", "ratio": 2.0, "met": True}
+
+
 def test_random_files_hold_the_same_model_in_each_type(tmp_path):
     paths = {
         t: random_gguf.ensure_gguf(SMALL, t, "f16", cache_dir=tmp_path, log=lambda _: None)
