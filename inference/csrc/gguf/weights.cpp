@@ -249,7 +249,7 @@ int64_t float_panel_k(FloatFormat fmt, int64_t k) {
     return ((k + panels - 1) / panels + kQ8Block - 1) / kQ8Block * kQ8Block;
 }
 
-// Copies the rows at `src` into column panels (Linear::panels) and frees the mapped pages.
+// Copies the tensor's rows into column panels (Linear::panels) and frees its mapped pages.
 void split_into_panels(const GgufFile& f, const GgufTensor& t, FloatFormat fmt, Linear& w) {
     const int64_t src_row = float_row_bytes(fmt, w.n_in);
     w.panels = aligned_bytes(static_cast<size_t>(src_row * w.n_out));
@@ -333,6 +333,18 @@ void float_panels_rows(const Linear& w, FloatKernel kernel, const float* xp, int
     }
 }
 
+// x [T, n_in] rearranged panel by panel: [T, cols] for each panel, in order.
+std::vector<float> columns_by_panel(const Linear& w, const float* x, int64_t T) {
+    std::vector<float> xp(static_cast<size_t>(T * w.n_in));
+    for (int64_t k0 = 0; k0 < w.n_in; k0 += w.panel_k) {
+        const int64_t cols = std::min(w.panel_k, w.n_in - k0);
+        for (int64_t t = 0; t < T; ++t)
+            std::memcpy(xp.data() + T * k0 + t * cols, x + t * w.n_in + k0,
+                        static_cast<size_t>(cols) * sizeof(float));
+    }
+    return xp;
+}
+
 }  // namespace
 
 int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int threads) {
@@ -344,16 +356,8 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
     const FloatKernel kernel = T == 1 ? kt.float_gemv[fmt] : kt.float_gemm[fmt];
     const FloatGemmArgs a{w.data, w.row_bytes, w.n_in, x, T, y, w.n_out};
     std::vector<float> xp, part;
-    if (w.panel_k > 0) {  // x's columns panel by panel (one token: they already are)
-        if (T > 1) {
-            xp.resize(static_cast<size_t>(T * w.n_in));
-            for (int64_t k0 = 0; k0 < w.n_in; k0 += w.panel_k) {
-                const int64_t cols = std::min(w.panel_k, w.n_in - k0);
-                for (int64_t t = 0; t < T; ++t)
-                    std::memcpy(xp.data() + T * k0 + t * cols, x + t * w.n_in + k0,
-                                static_cast<size_t>(cols) * sizeof(float));
-            }
-        }
+    if (w.panel_k > 0) {
+        if (T > 1) xp = columns_by_panel(w, x, T);  // one token: x already is
         part.resize(static_cast<size_t>(T * w.n_out));
     }
     const float* xs = T > 1 ? xp.data() : x;
