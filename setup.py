@@ -10,6 +10,7 @@ transformer runner), bindings/ (pybind11); tools/ holds standalone programs that
 part of the extension. Every file name is unique across the folders.
 """
 
+import os
 from glob import glob
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, naive_recompile
@@ -33,8 +34,18 @@ kernels = Pybind11Extension(
     extra_compile_args=["-O3", "-ffp-contract=off"],
 )
 
+_NEWEST_HEADER = max((os.path.getmtime(h) for h in _files("*.h")), default=0.0)
+
+
+def _needs_recompile(obj: str, src: str) -> bool:
+    """pybind11's naive_recompile looks at the source file only; a header newer than the
+    object rebuilds it too (an object compiled against an older struct layout crashed)."""
+    return naive_recompile(obj, src) or os.path.getmtime(obj) < _NEWEST_HEADER
+
+
 # Compile the sources in parallel and, in a development tree, only those that changed
-# (`python setup.py build_ext --inplace`); NPY_NUM_BUILD_JOBS sets the job count.
-ParallelCompile("NPY_NUM_BUILD_JOBS", needs_recompile=naive_recompile).install()
+# or whose headers did (`python setup.py build_ext --inplace`); NPY_NUM_BUILD_JOBS sets
+# the job count.
+ParallelCompile("NPY_NUM_BUILD_JOBS", needs_recompile=_needs_recompile).install()
 
 setup(ext_modules=[kernels])
