@@ -12,10 +12,27 @@
 #include "model/attention.h"
 #include "model/model_impl.h"
 #include "model/ops.h"
+#include "model/threadpool.h"
 
 namespace ternlab {
 
 namespace {
+
+// An elementwise op over [0, n) in one contiguous range per thread (64-byte aligned
+// bounds), the same values as one pass. Below kMinSplit values (decode) the pool's
+// hand-off would cost more than it saves.
+constexpr int64_t kMinSplit = int64_t{1} << 16;
+
+template <class F>
+void split_range(int threads, int64_t n, F f) {
+    if (threads <= 1 || n < kMinSplit) return f(0, n);
+    const int64_t lines = (n + 15) / 16;
+    parallel_for(threads, [&](int i) {
+        const int64_t i0 = std::min(n, lines * i / threads * 16);
+        const int64_t i1 = std::min(n, lines * (i + 1) / threads * 16);
+        if (i0 < i1) f(i0, i1);
+    });
+}
 
 // A non-finite input to a matmul, reported with where it happened.
 struct NonFinite {
@@ -118,10 +135,14 @@ void ffn_block(ModelState& m, int64_t l, int64_t T) {
     const float eps = static_cast<float>(c.rms_eps);
     rms_norm(m.x.data(), L.ffn_norm.data(), T, c.n_embd, eps, m.h.data());
     matmul<2>(m, {&L.gate, &L.up}, m.h.data(), T, {m.g.data(), m.u.data()});
-    if (c.relu2)
-        relu2_mul(m.g.data(), m.u.data(), T * c.n_ff);
-    else
-        silu_mul(m.g.data(), m.u.data(), T * c.n_ff);
+    float* g = m.g.data();
+    const float* u = m.u.data();
+    split_range(m.threads, T * c.n_ff, [&](int64_t i0, int64_t i1) {
+        if (c.relu2)
+            relu2_mul(g + i0, u + i0, i1 - i0);
+        else
+            silu_mul(g + i0, u + i0, i1 - i0);
+    });
     if (c.sub_norm) rms_norm(m.g.data(), L.ffn_sub_norm.data(), T, c.n_ff, eps, m.g.data());
     matmul(m, L.down, m.g.data(), T, m.h.data());
     add(m.x.data(), m.h.data(), T * c.n_embd);
