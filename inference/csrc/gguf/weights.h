@@ -61,7 +61,8 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout = kBits
 
 // y[T, n_out] = x[T, n_in] @ W^T. Ternary: the frozen BitLinear (bit-exact with
 // ternlab.bitlinear). Float types: float_matmul.h's kernels, and with column
-// panels y = y_0 + y_1 + ... (each panel's product, added in panel order). Returns -1, or the first row of x with a non-finite value.
+// panels y = y_0 + y_1 + ... (each panel's product, added in panel order).
+// Returns -1, or the first row of x with a non-finite value.
 int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int threads);
 
 // linear_forward of n weights on the same x into ys[i]: ternary weights with the
