@@ -363,12 +363,7 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
     const float* xs = T > 1 ? xp.data() : x;
     // Contiguous row ranges, one per thread; every element is computed the same
     // way whatever the split (float_matmul.h), so results do not depend on it.
-    const int64_t chunks = (w.n_out + kRowAlign - 1) / kRowAlign;
-    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
-    parallel_for(tasks, [&](int i) {
-        const int64_t o0 = chunks * i / tasks * kRowAlign;
-        const int64_t o1 = std::min(w.n_out, chunks * (i + 1) / tasks * kRowAlign);
-        if (o0 >= o1) return;
+    parallel_ranges(threads, w.n_out, kRowAlign, [&](int64_t o0, int64_t o1) {
         if (w.panel_k > 0)
             float_panels_rows(w, kernel, xs, T, y, part.data(), o0, o1);
         else

@@ -35,12 +35,7 @@ template <class Epilogue>
 void run_rows(const Backend& kt, Layout layout, const GemmArgs& a, int64_t N, int threads,
               const Epilogue& epilogue) {
     const MatmulKernel kernel = a.T == 1 ? kt.ternary_gemv[layout] : kt.ternary_gemm[layout];
-    const int64_t chunks = (N + kRowAlign - 1) / kRowAlign;
-    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
-    parallel_for(tasks, [&](int i) {
-        const int64_t o0 = chunks * i / tasks * kRowAlign;
-        const int64_t o1 = std::min(N, chunks * (i + 1) / tasks * kRowAlign);
-        if (o0 >= o1) return;
+    parallel_ranges(threads, N, kRowAlign, [&](int64_t o0, int64_t o1) {
         kernel(a, o0, o1);
         epilogue(o0, o1);
     });
@@ -51,10 +46,9 @@ void run_rows(const Backend& kt, Layout layout, const GemmArgs& a, int64_t N, in
 int64_t quantize_rows(const float* x, int64_t T, int64_t K, int8_t* codes, int64_t stride,
                       float* s_x, int32_t* sums, int threads) {
     const Backend& kt = backend();
-    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), T));
     std::atomic<int64_t> bad{T};
-    parallel_for(tasks, [&](int i) {
-        for (int64_t t = T * i / tasks; t < T * (i + 1) / tasks; ++t) {
+    parallel_ranges(threads, T, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
             int8_t* row = codes + t * stride;
             if (!kt.quant_row(x + t * K, K, row, s_x + t, sums + t)) {
                 int64_t cur = bad.load();

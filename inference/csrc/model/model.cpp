@@ -24,14 +24,9 @@ namespace {
 constexpr int64_t kMinSplit = int64_t{1} << 16;
 
 template <class F>
-void split_range(int threads, int64_t n, F f) {
-    if (threads <= 1 || n < kMinSplit) return f(0, n);
-    const int64_t lines = (n + 15) / 16;
-    parallel_for(threads, [&](int i) {
-        const int64_t i0 = std::min(n, lines * i / threads * 16);
-        const int64_t i1 = std::min(n, lines * (i + 1) / threads * 16);
-        if (i0 < i1) f(i0, i1);
-    });
+void split_range(int threads, int64_t n, const F& f) {
+    if (n < kMinSplit) return f(0, n);
+    parallel_ranges(threads, n, 16, f);
 }
 
 // A non-finite input to a matmul, reported with where it happened.

@@ -7,10 +7,25 @@
 // several threads are serialised.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 
 namespace ternlab {
 
 void parallel_for(int n, const std::function<void(int)>& fn);
+
+// fn(i0, i1) over [0, n) in up to `threads` contiguous ranges, one task each, whose
+// bounds are multiples of `align` (the last ends at n); empty ranges are skipped.
+template <class F>
+void parallel_ranges(int threads, int64_t n, int64_t align, const F& fn) {
+    const int64_t chunks = (n + align - 1) / align;
+    const int tasks = static_cast<int>(std::min<int64_t>(std::max(threads, 1), chunks));
+    parallel_for(tasks, [&](int i) {
+        const int64_t i0 = chunks * i / tasks * align;
+        const int64_t i1 = std::min(n, chunks * (i + 1) / tasks * align);
+        if (i0 < i1) fn(i0, i1);
+    });
+}
 
 }  // namespace ternlab
