@@ -9,7 +9,8 @@ Ternary types store ``codes`` and a scale:
 * ``i2_s`` (bitnet.cpp): see :mod:`ternlab.export.i2s`; float32 scale, exact.
 
 Full-precision tensors: ``f16``, ``q8_0`` (blocks of 32, fp16 scale), ``q6_k``
-(embedding/head only: :mod:`ternlab.export.q6k`), ``f32``.
+(embedding/head only: :mod:`ternlab.export.q6k`), ``q4_0`` (embedding/head only:
+blocks of 32 4-bit levels, fp16 scale; gguf-py's encoder, as llama-quantize's), ``f32``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ternlab.export.q6k import quantize_q6_k
 
 Q = GGMLQuantizationType
 TERNARY_TYPES = {"tq1_0": Q.TQ1_0, "tq2_0": Q.TQ2_0, "i2_s": I2S_TYPE_ID}
-FLOAT_TYPES = {"f16": Q.F16, "q8_0": Q.Q8_0, "q6_k": Q.Q6_K, "f32": Q.F32}
+FLOAT_TYPES = {"f16": Q.F16, "q8_0": Q.Q8_0, "q6_k": Q.Q6_K, "q4_0": Q.Q4_0, "f32": Q.F32}
 
 
 def row_block(qtype: str) -> int:
@@ -63,7 +64,7 @@ def add_ternary(w: GGUFWriter, name: str, codes: np.ndarray, scale: float, qtype
 
 
 def add_float(w: GGUFWriter, name: str, array: np.ndarray, qtype: str) -> None:
-    """Add a full-precision tensor as ``f32``, ``f16``, ``q8_0`` or ``q6_k``."""
+    """Add a full-precision tensor as ``f32``, ``f16``, ``q8_0``, ``q6_k`` or ``q4_0``."""
     a = np.ascontiguousarray(array, dtype=np.float32)
     if qtype == "f32":
         w.add_tensor(name, a)

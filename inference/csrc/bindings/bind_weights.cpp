@@ -112,7 +112,7 @@ py::array_t<float> dequantize(const py::object& file, const std::string& name, i
 void bind_weights(py::module_& m) {
     py::class_<PyLinear>(m, "Linear",
                          "A 2-D GGUF weight in the engine's form (ternary: repacked with one "
-                         "scale; F32/F16/Q8_0/Q6_K: rows read from the file's mapping, or "
+                         "scale; F32/F16/Q8_0/Q6_K/Q4_0: rows read from the file's mapping, or "
                          "copied into column panels when longer than panel_max_k).")
         .def_property_readonly("name", [](const PyLinear& l) { return l.w.name; })
         .def_property_readonly("n_out", [](const PyLinear& l) { return l.w.n_out; })
@@ -133,7 +133,8 @@ void bind_weights(py::module_& m) {
             "panels' products in order); 0 otherwise.")
         .def("forward", &forward, py::arg("x"), py::arg("threads") = 1,
              "y [T, n_out] = x [T, n_in] @ W^T (float32). Ternary: the frozen BitLinear; "
-             "Q6_K: int8 activations per 256-value block (q6k_int8.h).")
+             "Q6_K and Q4_0: int8 activations per 256- and 32-value block (q6k_int8.h, "
+             "q4_0_int8.h).")
         .def("codes", &codes, "The int8 ternary codes [n_out, n_in] (ternary tensors only).")
         .def("__repr__", [](const PyLinear& l) {
             return "<Linear " + l.w.name + " " + type_name(l.w.type) + " [" +
@@ -144,9 +145,9 @@ void bind_weights(py::module_& m) {
           "Load the 2-D tensor `name` of a GGUFFile (or a path) as a Linear; ternary "
           "weights are packed in `layout` ('bits2', 'base3' or 'auto').");
     m.def("dequantize_row", &dequantize, py::arg("file"), py::arg("name"), py::arg("row"),
-          "Row `row` of an F32/F16/Q8_0/Q6_K tensor as float32.");
+          "Row `row` of an F32/F16/Q8_0/Q6_K/Q4_0 tensor as float32.");
     m.def("float_kernel_isa", [] { return std::string(backend().float_isa); },
-          "The ISA of the float (F32/F16/Q8_0/Q6_K) kernels that set_isa's choice selects.");
+          "The ISA of the float (F32/F16/Q8_0/Q6_K/Q4_0) kernels that set_isa's choice selects.");
 }
 
 }  // namespace ternlab

@@ -18,6 +18,7 @@ namespace ternlab {
 enum GgmlType : uint32_t {
     kF32 = 0,
     kF16 = 1,
+    kQ4_0 = 2,
     kQ8_0 = 8,
     kQ6_K = 14,
     kTQ1_0 = 34,

@@ -21,6 +21,7 @@
 #include "kernels/common.h"
 #include "kernels/dispatch.h"
 #include "kernels/float_matmul.h"
+#include "kernels/q4_0_int8.h"
 #include "kernels/ternary_pack.h"
 #include "model/engine.h"
 #include "model/threadpool.h"
@@ -233,18 +234,24 @@ Linear load_ternary(const GgufFile& f, const GgufTensor& t, Linear w, Layout lay
 }
 
 FloatFormat float_format(uint32_t type) {
-    return type == kF32 ? kFmtF32 : type == kF16 ? kFmtF16 : type == kQ8_0 ? kFmtQ8_0 : kFmtQ6_K;
+    switch (type) {
+        case kF32: return kFmtF32;
+        case kF16: return kFmtF16;
+        case kQ8_0: return kFmtQ8_0;
+        case kQ4_0: return kFmtQ4_0;
+        default: return kFmtQ6_K;
+    }
 }
 
 bool is_float_type(uint32_t type) {
-    return type == kF32 || type == kF16 || type == kQ8_0 || type == kQ6_K;
+    return type == kF32 || type == kF16 || type == kQ8_0 || type == kQ6_K || type == kQ4_0;
 }
 
 // Columns per panel for rows of k values: as even as whole 32-column steps allow
-// (Q8_0 blocks stay whole). Q6_K keeps whole rows: its kernels quantize the
-// activations per row block and never re-read them as float32.
+// (Q8_0 blocks stay whole). Q6_K and Q4_0 keep whole rows: their kernels quantize
+// the activations to int8 and never re-read them as float32.
 int64_t float_panel_k(FloatFormat fmt, int64_t k) {
-    if (fmt == kFmtQ6_K || k <= kFloatPanelMaxK) return 0;
+    if (fmt == kFmtQ6_K || fmt == kFmtQ4_0 || k <= kFloatPanelMaxK) return 0;
     const int64_t panels = (k + kFloatPanelMaxK - 1) / kFloatPanelMaxK;
     return ((k + panels - 1) / panels + kQ8Block - 1) / kQ8Block * kQ8Block;
 }
@@ -298,8 +305,14 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout) {
         case kF32:
         case kF16:
         case kQ8_0:
-        case kQ6_K: {
+        case kQ6_K:
+        case kQ4_0: {
             const FloatFormat fmt = float_format(t.type);
+            if (t.type == kQ4_0 && w.n_in % kQ40PairValues != 0)
+                throw GgufError(describe(f, t) + " is Q4_0 with rows of " +
+                                std::to_string(w.n_in) + " values; the engine's Q4_0 kernels "
+                                "take pairs of blocks, rows of a multiple of 64 values "
+                                "(re-export this tensor as Q8_0 or F16)");
             w.data = t.data;  // stays in the mapping, unless split into panels
             w.row_bytes = float_row_bytes(fmt, w.n_in);
             w.panel_k = float_panel_k(fmt, w.n_in);
@@ -309,7 +322,7 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout) {
         default:
             throw GgufError(f.path() + ": tensor '" + t.name + "' has type " +
                             type_name(t.type) + "; the engine multiplies I2_S, TQ1_0, TQ2_0, "
-                            "F32, F16, Q8_0, Q6_K (re-export the model with one of these)");
+                            "F32, F16, Q8_0, Q6_K, Q4_0 (re-export the model with one of these)");
     }
 }
 
@@ -394,7 +407,7 @@ int64_t linear_forward_group(const Linear* const* ws, int n, const float* x, int
 void dequantize_row(const GgufTensor& t, int64_t row, float* out) {
     if (!is_float_type(t.type))
         throw GgufError("tensor '" + t.name + "' has type " + type_name(t.type) +
-                        "; only F32, F16, Q8_0 and Q6_K rows can be read as float32 (the token "
+                        "; only F32, F16, Q8_0, Q6_K and Q4_0 rows can be read as float32 (the token "
                         "embedding must be one of these)");
     const int64_t rows = t.rows();
     if (row < 0 || row >= rows)

@@ -4,9 +4,10 @@
 // the engine's 64-byte super-block layouts (common.h) with one float32 scale per
 // tensor, and multiplied as the frozen BitLinear of docs/quantization.md
 // (per-token int8 activations, exact int32 accumulation). Float tensors (F32,
-// F16, Q8_0, Q6_K) stay in the mapping (the FP16 baseline and the output head):
-// F32, F16 and Q8_0 are multiplied in float32 with fp32 activations, Q6_K with
-// int8 activations per 256-value block (q6k_int8.h).
+// F16, Q8_0, Q6_K, Q4_0) stay in the mapping (the FP16 baseline and the output
+// head): F32, F16 and Q8_0 are multiplied in float32 with fp32 activations, Q6_K
+// and Q4_0 with int8 activations per 256- and 32-value block (q6k_int8.h,
+// q4_0_int8.h).
 #pragma once
 
 #include <cstdint>
@@ -37,7 +38,7 @@ struct Linear {
     float scale = 0.0f;       // ternary: the per-tensor weight scale
     const uint8_t* data = nullptr;  // float types: rows inside the mapping (or the panels)
     int64_t row_bytes = 0;          // float types: bytes per row (of a whole panel)
-    // Float types with n_in > kFloatPanelMaxK (not Q6_K): the columns in panels of
+    // Float types with n_in > kFloatPanelMaxK (not Q6_K, Q4_0): the columns in panels of
     // panel_k (the last may be narrower), panel p the n_out rows of its columns,
     // stored one after another in `panels`; `data` points at panel 0. 0: one panel.
     int64_t panel_k = 0;
@@ -52,7 +53,7 @@ struct Linear {
 constexpr int64_t kFloatPanelMaxK = 2560;
 
 // Builds the engine's form of a 2-D weight tensor (any of I2_S, TQ1_0, TQ2_0,
-// F32, F16, Q8_0, Q6_K). Throws GgufError naming the file and tensor for another
+// F32, F16, Q8_0, Q6_K, Q4_0). Throws GgufError naming the file and tensor for another
 // type, a shape that is not 2-D, or ternary data the engine cannot represent
 // exactly (blocks with different non-zero scales, an invalid 2-bit/base-3 field).
 // Ternary source pages are released from RSS after the copy; ternary weights
@@ -71,7 +72,7 @@ int64_t linear_forward(const Linear& w, const float* x, int64_t T, float* y, int
 int64_t linear_forward_group(const Linear* const* ws, int n, const float* x, int64_t T,
                              float* const* ys, int threads);
 
-// Row `row` of a float tensor (F32, F16, Q8_0, Q6_K) as float32 (the token embedding).
+// Row `row` of a float tensor (F32, F16, Q8_0, Q6_K, Q4_0) as float32 (the token embedding).
 void dequantize_row(const GgufTensor& t, int64_t row, float* out);
 
 }  // namespace ternlab

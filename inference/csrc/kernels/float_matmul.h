@@ -9,7 +9,8 @@
 // is the float32 accumulation. Q6_K is the exception: its kernels quantize the
 // activations to int8 per 256-value block and multiply in integers
 // (q6k_int8.h, whose comment defines their numerics; ggml's Q6_K x Q8_K), and
-// the rest of this comment is about F32, F16 and Q8_0. Activations are NOT quantized (ggml's Q8_0 x
+// so is Q4_0, per 32-value block (q4_0_int8.h; ggml's Q4_0 x Q8_0). The rest
+// of this comment is about F32, F16 and Q8_0. Activations are NOT quantized (ggml's Q8_0 x
 // Q8_0 dot would add an int8 rounding of x): a Q8_0 head gives the logits of
 // its dequantized weights to within float32 summation error.
 //
@@ -36,7 +37,8 @@ enum FloatFormat : int {
     kFmtF16 = 1,
     kFmtQ8_0 = 2,
     kFmtQ6_K = 3,
-    kNumFloatFormats = 4
+    kFmtQ4_0 = 4,
+    kNumFloatFormats = 5
 };
 
 constexpr int64_t kQ8Block = 32;       // Q8_0: values per block
@@ -44,13 +46,16 @@ constexpr int64_t kQ8BlockBytes = 34;  // fp16 d, then 32 int8 codes
 
 constexpr int64_t kQ6KValues = 256;      // Q6_K: values per block (q6k.h)
 constexpr int64_t kQ6KRowBlockBytes = 210;
+constexpr int64_t kQ4Block = 32;       // Q4_0: values per block (q4_0_int8.h)
+constexpr int64_t kQ4BlockBytes = 18;  // fp16 d, then 16 bytes of nibbles
 
-// Bytes of one row of k values in `fmt` (k a multiple of the block for Q8_0, Q6_K).
+// Bytes of one row of k values in `fmt` (k a multiple of the block for Q8_0, Q6_K, Q4_0).
 inline int64_t float_row_bytes(FloatFormat fmt, int64_t k) {
     switch (fmt) {
         case kFmtF32: return 4 * k;
         case kFmtF16: return 2 * k;
         case kFmtQ8_0: return k / kQ8Block * kQ8BlockBytes;
+        case kFmtQ4_0: return k / kQ4Block * kQ4BlockBytes;
         default: return k / kQ6KValues * kQ6KRowBlockBytes;
     }
 }
@@ -134,5 +139,10 @@ void float_gemv_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q6k_int8_neon.cpp
 void float_gemm_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+// Q4_0 x int8 (q4_0_int8.h): all bit-identical with the scalar reference.
+void float_matmul_q4_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q4_0_int8.cpp
+void float_matmul_q4_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // GEMV and GEMM
+void float_matmul_q4_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

@@ -26,6 +26,8 @@ const Backend& avx2_backend() {
         t.float_gemm[kFmtF16] = float_gemm_f16_avx2;
         t.float_gemm[kFmtQ8_0] = float_gemm_q8_0_avx2;
         t.float_gemm[kFmtQ6_K] = float_gemm_q6_k_avx2;
+        t.float_gemv[kFmtQ4_0] = float_matmul_q4_0_avx2;
+        t.float_gemm[kFmtQ4_0] = float_matmul_q4_0_avx2;
         t.float_isa = "avx2";
         t.attention = &kAttentionAvx2;
         t.attention_lanes = 8;

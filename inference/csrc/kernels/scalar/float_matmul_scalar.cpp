@@ -83,6 +83,15 @@ void float_row_to_f32(FloatFormat fmt, const uint8_t* src, int64_t k, float* out
         std::memcpy(out, src, static_cast<size_t>(k) * sizeof(float));
     } else if (fmt == kFmtF16) {
         for (int64_t i = 0; i < k; ++i) out[i] = fp16_to_fp32(load_u16(src + 2 * i));
+    } else if (fmt == kFmtQ4_0) {
+        for (int64_t b = 0; b < k / kQ4Block; ++b) {
+            const uint8_t* blk = src + b * kQ4BlockBytes;
+            const float d = fp16_to_fp32(load_u16(blk));
+            for (int64_t i = 0; i < 16; ++i) {  // as ggml's dequantize_row_q4_0
+                out[b * kQ4Block + i] = static_cast<float>((blk[2 + i] & 0xF) - 8) * d;
+                out[b * kQ4Block + 16 + i] = static_cast<float>((blk[2 + i] >> 4) - 8) * d;
+            }
+        }
     } else if (fmt == kFmtQ6_K) {
         for (int64_t b = 0; b < k / kQ6KBlock; ++b) {
             const uint8_t* blk = src + b * kQ6KBlockBytes;
