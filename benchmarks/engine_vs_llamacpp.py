@@ -22,9 +22,9 @@ ik_llama.cpp, a llama.cpp built for AVX2 only, ...) to the same sitting
 judged against (default llama.cpp); ``--isa`` forces ternlab's kernels (``set_isa``), so an
 AVX2-only CPU can be approximated on a newer one beside a peer built for AVX2.
 
-Types (``--types``): ``i2_s``, ``tq2_0``, ``tq1_0``, ``f16``, ``q4_0`` with an F16 token
-embedding/head, and ``<type>+q8_0`` with a Q8_0 one. ternlab runs all but ``q4_0``,
-llama.cpp all but ``i2_s``.
+Types (``--types``): ``i2_s``, ``tq2_0``, ``tq1_0``, ``f16``, ``q8_0``, ``q4_0`` with an F16
+token embedding/head, and ``<type>+q8_0`` (``+q6_k``, ``+q4_0``) with a Q8_0 (Q6_K, Q4_0)
+one. ternlab runs them all, llama.cpp all but ``i2_s``.
 
     python benchmarks/engine_vs_llamacpp.py --shape 2b -o bench-results/engine_vs_llamacpp.json
 """
@@ -54,7 +54,7 @@ from llama_bench_peer import LlamaBenchRunner, PeerError, parse_peer  # noqa: E4
 
 DEFAULT_TYPES = ["i2_s", "tq2_0", "tq1_0", "f16", "q4_0", "i2_s+q8_0", "tq2_0+q8_0", "tq1_0+q8_0"]
 SUPPORTS = {
-    "ternlab": lambda wtype: wtype != "q4_0",
+    "ternlab": lambda wtype: True,
     "llama.cpp": lambda wtype: wtype != "i2_s",
 }
 ENGINES = ("ternlab", "llama.cpp")
@@ -445,6 +445,7 @@ def _best(ours: list[dict], base: dict, phase: str, target: float) -> dict:
         "f16_head": pick([r for r in ours if "+" not in r["type"]]),
         "q6_k_head": pick([r for r in ours if r["type"].endswith("+q6_k")]),
         "q8_0_head": pick([r for r in ours if r["type"].endswith("+q8_0")]),
+        "q4_0_head": pick([r for r in ours if r["type"].endswith("+q4_0")]),
         "any_head": pick(ours),
     }
 
@@ -622,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--types",
         default=",".join(DEFAULT_TYPES),
         help="comma-separated: i2_s, tq2_0, tq1_0, f16, q4_0, q8_0, with an optional "
-        "+q8_0 or +q6_k for a Q8_0 or Q6_K embedding/head (default: %(default)s)",
+        "+q8_0, +q6_k or +q4_0 for a Q8_0, Q6_K or Q4_0 embedding/head (default: %(default)s)",
     )
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--reps", type=int, default=3, help="timed runs per figure (median)")

@@ -46,7 +46,7 @@ Q = GGMLQuantizationType
 GENERATOR_VERSION = 1
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "ternlab" / "bench"
 LINEAR_TYPES = ("i2_s", "tq2_0", "tq1_0", "f16", "q8_0", "q4_0")
-EMBED_TYPES = ("f16", "q8_0", "q6_k")
+EMBED_TYPES = ("f16", "q8_0", "q6_k", "q4_0")
 FILE_TYPES = {
     "i2_s": I2S_FILE_TYPE,
     "tq2_0": int(LlamaFileType.MOSTLY_TQ2_0),
@@ -325,7 +325,7 @@ def _encode_embedding(x: np.ndarray, embed_type: str) -> np.ndarray:
         return x.astype(np.float16)
     if embed_type == "q6_k":  # gguf-py has no Q6_K encoder: ternlab's exporter's
         return quantize_q6_k(x)
-    return quants.quantize(x, Q.Q8_0)
+    return quants.quantize(x, GGML_TYPES[embed_type])
 
 
 def weight_bytes_per_token(path: str | os.PathLike, layout: str | None = None) -> dict[str, int]:

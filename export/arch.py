@@ -64,8 +64,8 @@ def plan_export(ckpt: Checkpoint, qtype: str, embed_type: str = "f16") -> Plan:
         )
     if qtype not in TERNARY_TYPES and qtype not in ("f16", "q8_0"):
         raise ExportError(f"--type {qtype}: choose one of i2_s, tq1_0, tq2_0, f16, q8_0")
-    if embed_type not in ("f16", "q8_0", "q6_k"):
-        raise ExportError(f"--embed-type {embed_type}: choose f16, q8_0 or q6_k")
+    if embed_type not in ("f16", "q8_0", "q6_k", "q4_0"):
+        raise ExportError(f"--embed-type {embed_type}: choose f16, q8_0, q6_k or q4_0")
     arch = "llama" if model_type == "llama" else ARCH_BY_ACT.get(ckpt.hidden_act)
     if arch == "llama" and ckpt.hidden_act != "silu":
         raise ExportError(f"{where}: hidden_act={ckpt.hidden_act!r}; the llama graph needs silu")

@@ -118,10 +118,11 @@ def add_export_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--type", choices=TYPES, help="GGUF tensor type of the linear weights")
     p.add_argument(
         "--embed-type",
-        choices=("f16", "q8_0", "q6_k"),
+        choices=("f16", "q8_0", "q6_k", "q4_0"),
         default="f16",
-        help="type of token_embd/output (default f16; q8_0 and q6_k shrink the head that "
-        "decode reads for every token)",
+        help="type of token_embd/output (default f16; q8_0, q6_k and q4_0 shrink the head "
+        "that decode reads for every token; ternlab's engine runs a q4_0 head when "
+        "hidden_size is a multiple of 64)",
     )
     p.add_argument(
         "--linear-class",

@@ -65,6 +65,7 @@ def check_rows(ckpt: Checkpoint, plan: Plan) -> None:
         "i2_s": "use hidden_size and intermediate_size multiples of 128",
         "q8_0": "use a hidden_size that is a multiple of 32, or f16",
         "q6_k": "use a hidden_size that is a multiple of 256, or --embed-type f16",
+        "q4_0": "use a hidden_size that is a multiple of 32, or --embed-type f16",
     }
     for name in export_names(ckpt):
         t = tensor_type(ckpt, plan, name)

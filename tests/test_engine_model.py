@@ -100,18 +100,20 @@ def exported(tmp_path_factory):
     return get
 
 
-class Q6KHead(torch.nn.Module):
-    """The engine's Q6_K head (inference/csrc/kernels/q6k_int8.h) quantizes the hidden state to int8
-    per 256-value block: against the float head that moves every position's logits by 1.5e-3
-    to 3e-3 of their scale (measured), far beyond CLOSE. With the same codes, what remains is
-    float32 rounding (here float64; measured 1.8e-7), so the usual tolerances apply."""
+class IntActHead(torch.nn.Module):
+    """The engine's Q6_K and Q4_0 heads (inference/csrc/kernels/q6k_int8.h, q4_0_int8.h) quantize
+    the hidden state to int8 per block of 256 or 32 values: against the float head that moves
+    every position's logits by 1.5e-3 to 3e-3 of their scale (measured, Q6_K), far beyond CLOSE.
+    With the same codes, what remains is float32 rounding (here float64; measured 1.8e-7), so
+    the usual tolerances apply."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, block: int):
         super().__init__()
         self.weight = weight
+        self.block = block
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        q = act_quant(h.reshape(*h.shape[:-1], -1, 256))
+        q = act_quant(h.reshape(*h.shape[:-1], -1, self.block))
         x = (q.codes.double() / q.inv_scale.double()).reshape(h.shape)
         return (x @ self.weight.double().T).float()
 
@@ -125,8 +127,8 @@ def torch_reference(ckpt: Path, qtype: str, embed_type: str = "f16") -> torch.nn
         if mod.weight.data_ptr() not in done:
             done.add(mod.weight.data_ptr())
             mod.weight.copy_(torch.from_numpy(expected_float(mod.weight.numpy(), embed_type)))
-    if embed_type == "q6_k":
-        model.lm_head = Q6KHead(model.lm_head.weight)
+    if embed_type in ("q6_k", "q4_0"):
+        model.lm_head = IntActHead(model.lm_head.weight, 256 if embed_type == "q6_k" else 32)
     if any(True for _ in bitlinear_modules(model)):
         freeze(model)
         if qtype in ("tq1_0", "tq2_0"):
@@ -239,7 +241,7 @@ def test_fp_baseline_parity(fp, qtype, exported, isa):
     assert_close(m.eval(ids, all_logits=True), want, f"fp {qtype} ({isa})")
 
 
-@pytest.mark.parametrize("embed_type", ["q8_0", "q6_k"])
+@pytest.mark.parametrize("embed_type", ["q8_0", "q6_k", "q4_0"])
 def test_quantized_embeddings(relu2, exported, embed_type, isa):
     m = _kernels.Model(exported(relu2, "tq2_0", embed_type))
     prompts = parity_prompts(m.config["n_vocab"], seed=2)

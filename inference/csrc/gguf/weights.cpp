@@ -272,6 +272,17 @@ void split_into_panels(const GgufFile& f, const GgufTensor& t, FloatFormat fmt, 
     f.release(t);
 }
 
+// Copies a Q4_0 tensor's rows into the kernels' order (q4_0_int8.h), `panels`
+// holding them, and frees its mapped pages (the token embedding, when this is
+// the tied head, still reads its rows from the file).
+void repack_q4_0(const GgufFile& f, const GgufTensor& t, Linear& w) {
+    w.panels = aligned_bytes(static_cast<size_t>(w.row_bytes * w.n_out));
+    for (int64_t o = 0; o < w.n_out; ++o)
+        q40_repack_row(t.data + o * w.row_bytes, w.n_in, w.panels.data() + o * w.row_bytes);
+    w.data = w.panels.data();
+    f.release(t);
+}
+
 }  // namespace
 
 AlignedBytes aligned_bytes(size_t n) {
@@ -317,6 +328,7 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout) {
             w.row_bytes = float_row_bytes(fmt, w.n_in);
             w.panel_k = float_panel_k(fmt, w.n_in);
             if (w.panel_k > 0) split_into_panels(f, t, fmt, w);
+            if (t.type == kQ4_0) repack_q4_0(f, t, w);
             return w;
         }
         default:

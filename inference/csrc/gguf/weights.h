@@ -36,7 +36,9 @@ struct Linear {
     Layout layout = kBits2;   // ternary: the packed layout
     AlignedBytes packed;      // ternary: n_out rows of packed_row_bytes(n_in, layout)
     float scale = 0.0f;       // ternary: the per-tensor weight scale
-    const uint8_t* data = nullptr;  // float types: rows inside the mapping (or the panels)
+    // Float types: rows inside the mapping, or in `panels` (column panels; Q4_0's
+    // rows repacked for its kernels, q4_0_int8.h).
+    const uint8_t* data = nullptr;
     int64_t row_bytes = 0;          // float types: bytes per row (of a whole panel)
     // Float types with n_in > kFloatPanelMaxK (not Q6_K, Q4_0): the columns in panels of
     // panel_k (the last may be narrower), panel p the n_out rows of its columns,

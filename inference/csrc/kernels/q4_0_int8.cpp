@@ -50,34 +50,54 @@ void group_codes(int8_t* codes, int64_t K, int group, std::vector<int8_t>& tmp) 
     }
 }
 
-// P_p[l] of q4_0_int8.h for one pair, from the definition (codes in value order).
-void pair_lanes(const uint8_t* blk0, const int8_t* code0, int32_t* lanes) {
+// P_p[l] of q4_0_int8.h for one pair: nibbles of its blocks at qs (16 bytes each),
+// codes in value order.
+void pair_lanes(const uint8_t* qs, const int8_t* code0, int32_t* lanes) {
     for (int l = 0; l < 8; ++l) {
-        const uint8_t* qs = blk0 + kQ4BlockBytes * (l / 4) + 2;
+        const uint8_t* q = qs + 16 * (l / 4);
         const int8_t* c = code0 + kQ4Block * (l / 4);
         const int m = l % 4;
         int32_t p = 0;
         for (int i = 4 * m; i < 4 * m + 4; ++i)
-            p += ((qs[i] & 0xF) - 8) * c[i] + ((qs[i] >> 4) - 8) * c[16 + i];
+            p += ((q[i] & 0xF) - 8) * c[i] + ((q[i] >> 4) - 8) * c[16 + i];
         lanes[l] = p;
     }
 }
 
+// y of one repacked row and one token, straight from the definition.
 float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r) {
+    const int64_t nb = K / kQ4Block;
     float acc[2][8] = {};
-    for (int64_t p = 0; p < K / kQ40PairValues; ++p) {
-        const uint8_t* blk0 = row + 2 * kQ4BlockBytes * p;
-        int32_t lanes[8];
-        pair_lanes(blk0, codes + kQ40PairValues * p, lanes);
-        const float f[2] = {fp16_to_fp32(load_u16(blk0)) * r[2 * p],
-                            fp16_to_fp32(load_u16(blk0 + kQ4BlockBytes)) * r[2 * p + 1]};
-        for (int l = 0; l < 8; ++l)
-            acc[p & 1][l] = std::fmaf(static_cast<float>(lanes[l]), f[l / 4], acc[p & 1][l]);
+    for (int64_t g0 = 0; g0 < nb; g0 += kQ40GroupBlocks) {
+        const int64_t n = nb - g0 < kQ40GroupBlocks ? nb - g0 : kQ40GroupBlocks;
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        for (int64_t i = 0; i < n; i += 2) {
+            const int64_t p = (g0 + i) / 2, b = g0 + i;
+            int32_t lanes[8];
+            pair_lanes(group + 2 * n + 16 * i, codes + kQ4Block * b, lanes);
+            const float f[2] = {fp16_to_fp32(load_u16(group + 2 * i)) * r[b],
+                                fp16_to_fp32(load_u16(group + 2 * i + 2)) * r[b + 1]};
+            for (int l = 0; l < 8; ++l)
+                acc[p & 1][l] = std::fmaf(static_cast<float>(lanes[l]), f[l / 4], acc[p & 1][l]);
+        }
     }
     return q40_reduce(acc[0], acc[1]);
 }
 
 }  // namespace
+
+void q40_repack_row(const uint8_t* src, int64_t K, uint8_t* dst) {
+    const int64_t nb = K / kQ4Block;
+    for (int64_t g0 = 0; g0 < nb; g0 += kQ40GroupBlocks) {
+        const int64_t n = nb - g0 < kQ40GroupBlocks ? nb - g0 : kQ40GroupBlocks;
+        for (int64_t i = 0; i < n; ++i) {
+            const uint8_t* blk = src + kQ4BlockBytes * (g0 + i);
+            std::memcpy(dst + 2 * i, blk, 2);
+            std::memcpy(dst + 2 * n + 16 * i, blk + 2, 16);
+        }
+        dst += kQ4BlockBytes * n;
+    }
+}
 
 Q40Acts q40_quantize_acts(const float* x, int64_t T, int64_t K, int group) {
     // Reused between calls on the same thread: no allocation per token.
@@ -86,7 +106,7 @@ Q40Acts q40_quantize_acts(const float* x, int64_t T, int64_t K, int group) {
     thread_local std::vector<int32_t> off;
     thread_local std::vector<uint8_t> finite;
     codes.resize(static_cast<size_t>(T * K));
-    r.resize(static_cast<size_t>(T * K / kQ4Block));
+    r.assign(static_cast<size_t>(T * K / kQ4Block + kQ40GroupBlocks), 0.0f);
     off.resize(static_cast<size_t>(T * K / kQ4Block * 4));
     finite.resize(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) {

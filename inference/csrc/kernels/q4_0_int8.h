@@ -3,9 +3,13 @@
 // weight against Q6_K's 6.56: decode reads 185 MB less per token on the 2B
 // shape (docs/engine-benchmarks.md has the perplexity cost).
 //
-// Block j of a row (32 values, 18 bytes): fp16 d_j, then 16 bytes qs; value v
-// is d_j * (q_v - 8) with q_v the low nibble of qs[v] (v < 16) or the high
-// nibble of qs[v - 16].
+// Block j of a GGUF row (32 values, 18 bytes): fp16 d_j, then 16 bytes qs;
+// value v is d_j * (q_v - 8) with q_v the low nibble of qs[v] (v < 16) or the
+// high nibble of qs[v - 16]. The kernels read rows repacked at load
+// (q40_repack_row), the same bytes in another order: per group of 8 blocks
+// (the last group may hold fewer, an even number), the group's fp16 d's, then
+// its blocks' qs. So one load brings 8 scales, and one 256-bit load a pair's
+// nibbles (in GGUF order they sit 18 bytes apart, behind their scales).
 //
 // Numerics, for K a multiple of 64 (pairs p = 0 .. K/64 - 1 of blocks 2p, 2p+1):
 //
@@ -45,6 +49,11 @@ namespace ternlab {
 
 constexpr int64_t kQ40PairValues = 2 * kQ4Block;  // K must be a multiple of this
 
+constexpr int64_t kQ40GroupBlocks = 8;  // blocks per group of a repacked row
+
+// A GGUF row of K values (K / 32 blocks) in the kernels' order, into dst.
+void q40_repack_row(const uint8_t* src, int64_t K, uint8_t* dst);
+
 // One thread's int8 copy of the activations [T, K] (quantized per call).
 //   codes: per token, blocks in groups of `group` (the last group may hold
 //     fewer, an even number): a group of n blocks from block g is 32 n bytes,
@@ -53,7 +62,7 @@ constexpr int64_t kQ40PairValues = 2 * kQ4Block;  // K must be a multiple of thi
 //   off: per token and block, 4 int32: 8 * (the sum of lane m's 8 codes).
 struct Q40Acts {
     const int8_t* codes;    // [T * K]; zeros for a refused token
-    const float* r;         // [T * K / 32]: r_j = 1 / s_j
+    const float* r;         // [T * K / 32 + 8]: r_j = 1 / s_j (8 spare: whole-group loads)
     const int32_t* off;     // [T * K / 32 * 4]
     const uint8_t* finite;  // [T]: 0 for a token quant_row refused
 };

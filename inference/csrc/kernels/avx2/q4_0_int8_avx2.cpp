@@ -1,5 +1,5 @@
-// AVX2 Q4_0 x int8 kernels (numerics: q4_0_int8.h). One 256-bit vector holds a
-// pair of blocks' nibbles: [qs of 2p | qs of 2p+1]. Its low nibbles (values
+// AVX2 Q4_0 x int8 kernels (numerics: q4_0_int8.h), on rows repacked at load.
+// One 256-bit load holds a pair of blocks' nibbles: [qs of 2p | qs of 2p+1]. Its low nibbles (values
 // 0..15 of each block) and high nibbles (16..31) meet the activation codes,
 // grouped to match (q40_quantize_acts, group 2), in two maddubs (unsigned
 // levels 0..15: pair sums |.| <= 2 * 15 * 128, and the two added < 2^15); madd
@@ -23,10 +23,9 @@ TL_Q40 inline __m256i load(const void* p) {
     return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
-// P_p (q4_0_int8.h) of the pair whose first block is at blk, codes at c, offsets at off.
-TL_Q40 inline __m256i pair_lanes(const uint8_t* blk, const int8_t* c, const int32_t* off) {
-    const __m256i v = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(blk + 20),
-                                          reinterpret_cast<const __m128i*>(blk + 2));
+// P_p (q4_0_int8.h) of the pair whose nibbles are at qs, codes at c, offsets at off.
+TL_Q40 inline __m256i pair_lanes(const uint8_t* qs, const int8_t* c, const int32_t* off) {
+    const __m256i v = load(qs);
     const __m256i nib = _mm256_set1_epi8(0x0F);
     const __m256i lo = _mm256_and_si256(v, nib);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
@@ -35,22 +34,12 @@ TL_Q40 inline __m256i pair_lanes(const uint8_t* blk, const int8_t* c, const int3
     return _mm256_sub_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), load(off));
 }
 
-// [F_2p x 4 | F_2p+1 x 4]: the blocks' d times the activations' r.
-TL_Q40 inline __m256 pair_factors(const uint8_t* blk, const float* r) {
-    __m128i h = _mm_cvtsi32_si128(load_u16(blk));
-    h = _mm_insert_epi16(h, load_u16(blk + kQ4BlockBytes), 1);
-    const __m128 rr = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(r)));
-    const __m128 f = _mm_mul_ps(_mm_cvtph_ps(h), rr);
-    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f),
-                                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-}
-
-TL_Q40 inline __m256 pair_step(__m256 acc, const uint8_t* row, const int8_t* codes,
-                               const float* r, const int32_t* off, int64_t p) {
-    const uint8_t* blk = row + 2 * kQ4BlockBytes * p;
-    const __m256 lanes = _mm256_cvtepi32_ps(
-        pair_lanes(blk, codes + kQ40PairValues * p, off + 8 * p));
-    return _mm256_fmadd_ps(lanes, pair_factors(blk, r + 2 * p), acc);
+// acc + P * [F_b x 4 | F_b+1 x 4] for the pair of blocks i, i+1 of a group (f: its 8 F's).
+TL_Q40 inline __m256 pair_step(__m256 acc, __m256 f, int i, const uint8_t* qs, const int8_t* c,
+                               const int32_t* off) {
+    const __m256i idx = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
+    const __m256 lanes = _mm256_cvtepi32_ps(pair_lanes(qs + 16 * i, c + 32 * i, off + 4 * i));
+    return _mm256_fmadd_ps(lanes, _mm256_permutevar8x32_ps(f, idx), acc);
 }
 
 // ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)) with S = e + o.
@@ -61,16 +50,36 @@ TL_Q40 inline float reduce(__m256 e, __m256 o) {
     return _mm_cvtss_f32(q) + _mm_cvtss_f32(_mm_shuffle_ps(q, q, 1));
 }
 
+// One repacked row, one token. A group starts at an even pair, so its pairs
+// alternate e, o, e, o; the 8 F's of a group are one conversion and one multiply
+// (lanes past a short last group are never used).
 TL_Q40 float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r,
                      const int32_t* off) {
-    const int64_t np = K / kQ40PairValues;
+    const int64_t nb = K / kQ4Block;
     __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
-    int64_t p = 0;
-    for (; p + 1 < np; p += 2) {
-        e = pair_step(e, row, codes, r, off, p);
-        o = pair_step(o, row, codes, r, off, p + 1);
+    for (int64_t g0 = 0; g0 < nb; g0 += kQ40GroupBlocks) {
+        const int64_t n = nb - g0 < kQ40GroupBlocks ? nb - g0 : kQ40GroupBlocks;
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        const __m256 f = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group))),
+            _mm256_loadu_ps(r + g0));
+        const uint8_t* qs = group + 2 * n;
+        const int8_t* c = codes + kQ4Block * g0;
+        const int32_t* of = off + 4 * g0;
+        if (n == kQ40GroupBlocks) {
+            e = pair_step(e, f, 0, qs, c, of);
+            o = pair_step(o, f, 2, qs, c, of);
+            e = pair_step(e, f, 4, qs, c, of);
+            o = pair_step(o, f, 6, qs, c, of);
+        } else {
+            for (int i = 0; i < n; i += 2) {
+                if (i % 4 == 0)
+                    e = pair_step(e, f, i, qs, c, of);
+                else
+                    o = pair_step(o, f, i, qs, c, of);
+            }
+        }
     }
-    if (p < np) e = pair_step(e, row, codes, r, off, p);
     return reduce(e, o);
 }
 

@@ -1,11 +1,12 @@
-// AVX-512 (BW + VNNI) Q4_0 x int8 kernels (numerics: q4_0_int8.h). One 512-bit
-// vector holds two pairs of blocks, four blocks' nibbles in its 128-bit lanes;
+// AVX-512 (BW + VNNI) Q4_0 x int8 kernels (numerics: q4_0_int8.h), on rows
+// repacked at load. One 512-bit load holds two pairs of blocks, four blocks'
+// nibbles in its 128-bit lanes;
 // the codes come grouped by four blocks to match (q40_quantize_acts, group 4).
 // vpdpbusd sums four unsigned level x code products into each int32 lane, low
 // nibbles and high nibbles into the same lanes, then the lanes' 8 * code sums
 // come off for the -8. The even pair sits in the low half, so the accumulator's
-// halves are the definition's E and O. An odd pair count ends with one pair in
-// 256-bit registers (the last code group holds two blocks, as AVX2's).
+// halves are the definition's E and O. A lone last pair runs in 256-bit
+// registers (its code group holds two blocks, as AVX2's).
 #include <cstdint>
 
 #include "kernels/float_matmul.h"
@@ -21,16 +22,9 @@ namespace ternlab {
 
 namespace {
 
-TL_Q40X inline __m128i load128(const uint8_t* p) {
-    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-}
-
-// The int32 lanes of pairs p, p+1 (blocks from blk), codes at c, offsets at off.
-TL_Q40X inline __m512i quad_lanes(const uint8_t* blk, const int8_t* c, const int32_t* off) {
-    __m512i v = _mm512_castsi128_si512(load128(blk + 2));
-    v = _mm512_inserti32x4(v, load128(blk + 2 + kQ4BlockBytes), 1);
-    v = _mm512_inserti32x4(v, load128(blk + 2 + 2 * kQ4BlockBytes), 2);
-    v = _mm512_inserti32x4(v, load128(blk + 2 + 3 * kQ4BlockBytes), 3);
+// The int32 lanes of two pairs whose nibbles are at qs, codes at c, offsets at off.
+TL_Q40X inline __m512i quad_lanes(const uint8_t* qs, const int8_t* c, const int32_t* off) {
+    const __m512i v = _mm512_loadu_si512(qs);
     const __m512i nib = _mm512_set1_epi8(0x0F);
     const __m512i lo = _mm512_and_si512(v, nib);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
@@ -39,54 +33,68 @@ TL_Q40X inline __m512i quad_lanes(const uint8_t* blk, const int8_t* c, const int
     return _mm512_sub_epi32(acc, _mm512_loadu_si512(off));
 }
 
-// [F_b x 4 for the 4 blocks from blk]: their d times the activations' r.
-TL_Q40X inline __m512 quad_factors(const uint8_t* blk, const float* r) {
-    __m128i h = _mm_cvtsi32_si128(load_u16(blk));
-    h = _mm_insert_epi16(h, load_u16(blk + kQ4BlockBytes), 1);
-    h = _mm_insert_epi16(h, load_u16(blk + 2 * kQ4BlockBytes), 2);
-    h = _mm_insert_epi16(h, load_u16(blk + 3 * kQ4BlockBytes), 3);
-    const __m128 f = _mm_mul_ps(_mm_cvtph_ps(h), _mm_loadu_ps(r));
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+// acc + P * [F_i x 4 | F_i+1 x 4 | F_i+2 x 4 | F_i+3 x 4] for blocks i .. i+3 of a
+// group (f: its 8 F's).
+TL_Q40X inline __m512 quad_step(__m512 acc, __m256 f, int i, const uint8_t* qs, const int8_t* c,
+                                const int32_t* off) {
+    const __m512i idx = _mm512_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1, i + 2, i + 2,
+                                          i + 2, i + 2, i + 3, i + 3, i + 3, i + 3);
+    const __m512 lanes = _mm512_cvtepi32_ps(quad_lanes(qs + 16 * i, c + 32 * i, off + 4 * i));
+    return _mm512_fmadd_ps(lanes, _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f)), acc);
 }
 
-// One pair alone (the last of an odd count), AVX2's step with VNNI.
-TL_Q40X inline __m256 pair_step(__m256 acc, const uint8_t* blk, const int8_t* c,
-                                const int32_t* off, const float* r) {
-    const __m256i v = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(blk + 20),
-                                          reinterpret_cast<const __m128i*>(blk + 2));
+// One pair alone (the last of a group of 2 or 6), AVX2's step with VNNI.
+TL_Q40X inline __m256 pair_step(__m256 acc, __m256 f, int i, const uint8_t* qs, const int8_t* c,
+                                const int32_t* off) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 16 * i));
     const __m256i nib = _mm256_set1_epi8(0x0F);
     const __m256i lo = _mm256_and_si256(v, nib);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+    const int8_t* cp = c + 32 * i;
     __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo,
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
-    s = _mm256_dpbusd_epi32(s, hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32)));
-    s = _mm256_sub_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off)));
-    __m128i h = _mm_cvtsi32_si128(load_u16(blk));
-    h = _mm_insert_epi16(h, load_u16(blk + kQ4BlockBytes), 1);
-    const __m128 rr = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(r)));
-    const __m128 f = _mm_mul_ps(_mm_cvtph_ps(h), rr);
-    const __m256 fv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f),
-                                               _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), fv, acc);
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cp)));
+    s = _mm256_dpbusd_epi32(s, hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cp + 32)));
+    s = _mm256_sub_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off + 4 * i)));
+    const __m256i idx = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_permutevar8x32_ps(f, idx), acc);
 }
 
+// The 8 F's of the group of n blocks at `group` (lanes past n are never used).
+TL_Q40X inline __m256 group_factors(const uint8_t* group, const float* r) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group))),
+                         _mm256_loadu_ps(r));
+}
+
+// One repacked row, one token. Groups start at even pairs: each quad's even pair
+// goes to the low half (E). Only a short last group (2 or 6 blocks) ends with a
+// lone pair, even, which is then E's last step.
 TL_Q40X float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r,
                       const int32_t* off) {
-    const int64_t np = K / kQ40PairValues;
+    const int64_t nb = K / kQ4Block;
     __m512 acc = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p + 1 < np; p += 2) {
-        const uint8_t* blk = row + 2 * kQ4BlockBytes * p;
-        const __m512 lanes = _mm512_cvtepi32_ps(
-            quad_lanes(blk, codes + kQ40PairValues * p, off + 8 * p));
-        acc = _mm512_fmadd_ps(lanes, quad_factors(blk, r + 2 * p), acc);
+    int64_t g0 = 0;
+    for (; g0 + kQ40GroupBlocks <= nb; g0 += kQ40GroupBlocks) {
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        const __m256 f = group_factors(group, r + g0);
+        const uint8_t* qs = group + 2 * kQ40GroupBlocks;
+        acc = quad_step(acc, f, 0, qs, codes + kQ4Block * g0, off + 4 * g0);
+        acc = quad_step(acc, f, 4, qs, codes + kQ4Block * g0, off + 4 * g0);
     }
-    __m256 e = _mm512_castps512_ps256(acc);
-    const __m256 o = _mm512_extractf32x8_ps(acc, 1);
-    if (p < np)
-        e = pair_step(e, row + 2 * kQ4BlockBytes * p, codes + kQ40PairValues * p, off + 8 * p,
-                      r + 2 * p);
+    __m256 e = _mm512_castps512_ps256(acc), o = _mm512_extractf32x8_ps(acc, 1);
+    if (g0 < nb) {
+        const int n = static_cast<int>(nb - g0);
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        const __m256 f = group_factors(group, r + g0);
+        const uint8_t* qs = group + 2 * n;
+        const int8_t* c = codes + kQ4Block * g0;
+        const int32_t* of = off + 4 * g0;
+        if (n >= 4) {
+            acc = quad_step(_mm512_insertf32x8(_mm512_castps256_ps512(e), o, 1), f, 0, qs, c, of);
+            e = _mm512_castps512_ps256(acc);
+            o = _mm512_extractf32x8_ps(acc, 1);
+        }
+        if (n % 4 != 0) e = pair_step(e, f, n - 2, qs, c, of);
+    }
     const __m256 s = _mm256_add_ps(e, o);
     const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
     const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
