@@ -35,7 +35,15 @@ QEMU = "qemu-aarch64"
 # at -O2 to keep the cold cross-compile short.
 FLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-pthread"]
 # Every family the self-test checks on the NEON ISA (its "isa neon:" line).
-NEON_FAMILIES = ("ternary-bits2", "ternary-base3", "quant", "q6k", "attention", "attention-f16")
+NEON_FAMILIES = (
+    "ternary-bits2",
+    "ternary-base3",
+    "quant",
+    "q6k",
+    "q4_0",
+    "attention",
+    "attention-f16",
+)
 
 
 def _sources() -> list[Path]:

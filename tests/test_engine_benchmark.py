@@ -57,10 +57,11 @@ def test_report_has_every_field(report):
     assert report["engines"] == ["ternlab", "llama.cpp"] and report["peers"] == {}
     assert set(report["read_bandwidth_gbs"]) == {"1", "2"}
     assert all(v > 0 for v in report["read_bandwidth_gbs"].values())
-    # ternlab runs tq2_0 and i2_s, llama.cpp tq2_0 and q4_0; each at 1 and 2 threads.
+    # ternlab runs all three, llama.cpp tq2_0 and q4_0; each at 1 and 2 threads.
     got = {(r["engine"], r["type"], r["threads"]) for r in report["results"]}
     want = {(e, t, n) for e, t in [("ternlab", "tq2_0"), ("ternlab", "i2_s+q8_0"),
-                                   ("llama.cpp", "tq2_0"), ("llama.cpp", "q4_0")]
+                                   ("ternlab", "q4_0"), ("llama.cpp", "tq2_0"),
+                                   ("llama.cpp", "q4_0")]
             for n in (1, 2)}  # fmt: skip
     assert got == want
     for r in report["results"]:
@@ -117,9 +118,9 @@ def test_derived_figures_follow_from_files_and_speeds(report):
 def test_ratios_and_goals(report):
     idx = {(r["engine"], r["type"], r["threads"]): r for r in report["results"]}
     same = {(x["type"], x["threads"]): x for x in report["ratios"]["same_type"]}
-    assert set(same) == {("tq2_0", 1), ("tq2_0", 2)}
+    assert set(same) == {(t, n) for t in ("tq2_0", "q4_0") for n in (1, 2)}
     vs = {(x["type"], x["threads"]): x for x in report["ratios"]["vs_llamacpp_tq2_0"]}
-    assert set(vs) == {(t, n) for t in ("tq2_0", "i2_s+q8_0") for n in (1, 2)}
+    assert set(vs) == {(t, n) for t in ("tq2_0", "i2_s+q8_0", "q4_0") for n in (1, 2)}
     for (t, n), x in vs.items():
         for p in ("pp", "tg"):
             mine = idx[("ternlab", t, n)][p]["tokens_per_s"]
@@ -136,6 +137,7 @@ def test_ratios_and_goals(report):
         tg = g["tg_vs_llamacpp_tq2_0"]
         assert tg["f16_head"]["type"] == "tq2_0"  # the only F16-head ternary type here
         assert tg["q8_0_head"]["type"] == "i2_s+q8_0" and tg["q6_k_head"] is None
+        assert tg["q4_0_head"] is None
         assert tg["any_head"]["met"] == (tg["any_head"]["ratio"] >= 2.0)
 
 

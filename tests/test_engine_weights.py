@@ -335,9 +335,9 @@ def test_linear_keeps_its_file_alive(tmp_path):
 
 
 def test_unsupported_type(tmp_path):
-    data = quants.quantize(np.ones((2, 64), dtype=np.float32), GGMLQuantizationType.Q4_0)
+    data = quants.quantize(np.ones((2, 64), dtype=np.float32), GGMLQuantizationType.Q5_0)
     path = write_gguf(
-        tmp_path / "q4.gguf", lambda w: w.add_tensor("w", data, raw_dtype=GGMLQuantizationType.Q4_0)
+        tmp_path / "q5.gguf", lambda w: w.add_tensor("w", data, raw_dtype=GGMLQuantizationType.Q5_0)
     )
     with pytest.raises(K.GGUFError, match=r"tensor 'w' has type .*the engine multiplies I2_S"):
         K.load_linear(path, "w")
@@ -447,5 +447,5 @@ def test_codes_and_rows_of_the_wrong_kind(tmp_path):
     path = write_gguf(tmp_path / "k.gguf", add)
     with pytest.raises(ValueError, match="not ternary"):
         K.load_linear(path, "f").codes()
-    with pytest.raises(K.GGUFError, match="only F32, F16, Q8_0 and Q6_K rows"):
+    with pytest.raises(K.GGUFError, match="only F32, F16, Q8_0, Q6_K and Q4_0 rows"):
         K.dequantize_row(path, "t", 0)

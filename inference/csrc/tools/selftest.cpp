@@ -6,6 +6,7 @@
 //   quant    per-row activation quantization (codes, s_x, code sum, refusal of
 //            non-finite rows): bit-exact
 //   q6k      Q6_K x int8 GEMV and GEMM, several row splits, a refused token: bit-exact
+//   q4_0     Q4_0 x int8 the same (odd and even pair counts): bit-exact
 //   float    F32/F16/Q8_0 GEMV and GEMM: within the float32 summation bound
 //            2 (K + 1) u sum_k |w_k x_k| (u = 2^-24; fused multiply-adds and
 //            another order than the reference)
@@ -41,6 +42,7 @@
 #include "kernels/common.h"
 #include "kernels/dispatch.h"
 #include "kernels/float_matmul.h"
+#include "kernels/q4_0_int8.h"
 #include "kernels/q6k.h"
 #include "kernels/quant_act.h"
 #include "kernels/ternary_pack.h"
@@ -166,7 +168,7 @@ void test_quant() {
     }
 }
 
-// ---- float kernels: F32, F16, Q8_0, and Q6_K x int8 ----------------------------
+// ---- float kernels: F32, F16, Q8_0, and Q6_K, Q4_0 x int8 ------------------------
 // A random finite fp16 with a biased exponent in [e0, e1].
 uint16_t rand_half(int e0, int e1) {
     const uint32_t e = static_cast<uint32_t>(e0) + rng() % static_cast<uint32_t>(e1 - e0 + 1);
@@ -185,19 +187,28 @@ std::vector<uint8_t> random_rows(FloatFormat f, int64_t n, int64_t k) {
         for (size_t i = 0; i < w.size(); i += 2) put16(i, rand_half(10, 17));
     } else {
         for (auto& b : w) b = static_cast<uint8_t>(rng());
-        const int64_t block = f == kFmtQ8_0 ? kQ8BlockBytes : kQ6KBlockBytes;
-        const size_t d_at = f == kFmtQ8_0 ? 0 : 208;
+        const int64_t block = f == kFmtQ8_0   ? kQ8BlockBytes
+                              : f == kFmtQ4_0 ? kQ4BlockBytes
+                                              : kQ6KBlockBytes;
+        const size_t d_at = f == kFmtQ6_K ? 208 : 0;
         for (size_t b = 0; b < w.size(); b += static_cast<size_t>(block))
             put16(b + d_at, rand_half(6, 14));
+    }
+    if (f == kFmtQ4_0) {  // the kernels read rows repacked, as load_linear gives them
+        const std::vector<uint8_t> gguf = w;
+        const int64_t rb = float_row_bytes(f, k);
+        for (int64_t o = 0; o < n; ++o) q40_repack_row(&gguf[o * rb], k, &w[o * rb]);
     }
     return w;
 }
 
 void test_float() {
-    const char* names[] = {"float-f32", "float-f16", "float-q8_0", "q6k"};
-    for (FloatFormat f : {kFmtF32, kFmtF16, kFmtQ8_0, kFmtQ6_K}) {
+    const char* names[] = {"float-f32", "float-f16", "float-q8_0", "q6k", "q4_0"};
+    for (FloatFormat f : {kFmtF32, kFmtF16, kFmtQ8_0, kFmtQ6_K, kFmtQ4_0}) {
+        const bool int8 = f == kFmtQ6_K || f == kFmtQ4_0;  // bit-exact with the reference
         std::vector<int64_t> ks = {256, 768};
-        if (f != kFmtQ6_K) ks = {32, 96, 320};
+        if (f == kFmtQ4_0) ks = {64, 192, 320, 384};  // 1, 3, 5, 6 pairs of blocks
+        if (!int8) ks = {32, 96, 320};
         if (f == kFmtF32 || f == kFmtF16) ks.insert(ks.end(), {7, 45});
         for (int64_t k : ks)
             for (int64_t n : {1, 5, 17, 33})
@@ -205,7 +216,7 @@ void test_float() {
                     const std::vector<uint8_t> w = random_rows(f, n, k);
                     std::vector<float> x(t * k);
                     for (auto& v : x) v = uniform(-3, 3);
-                    if (t > 1 && f == kFmtQ6_K) x[k + 5] = INFINITY;  // token 1: NaN outputs
+                    if (t > 1 && int8) x[k + 5] = INFINITY;  // token 1: NaN outputs
                     std::vector<float> yref(t * n), y(t * n);
                     const FloatGemmArgs ref{w.data(), float_row_bytes(f, k), k, x.data(), t,
                                             yref.data(), n};
@@ -236,7 +247,7 @@ void test_float() {
                                 if (split) kern(a, 0, split);
                                 kern(a, split, n);
                                 bool ok = true;
-                                if (f == kFmtQ6_K) {
+                                if (int8) {
                                     ok = std::memcmp(y.data(), yref.data(), y.size() * 4) == 0;
                                 } else {
                                     for (size_t i = 0; i < y.size(); ++i)
