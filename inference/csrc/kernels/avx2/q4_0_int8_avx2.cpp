@@ -23,38 +23,23 @@ TL_Q40 inline __m256i load(const void* p) {
     return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
-// The codes and lane offsets of one pair, shared by the rows that meet them.
-struct PairActs {
-    __m256i lo, hi, off;
-};
-
-TL_Q40 inline PairActs pair_acts(int i, const int8_t* c, const int32_t* off) {
-    return {load(c + 32 * i), load(c + 32 * i + 32), load(off + 4 * i)};
-}
-
-// P_p (q4_0_int8.h) of the pair whose nibbles are at qs.
-TL_Q40 inline __m256i pair_lanes(const uint8_t* qs, const PairActs& x) {
+// P_p (q4_0_int8.h) of the pair whose nibbles are at qs, codes at c, offsets at off.
+TL_Q40 inline __m256i pair_lanes(const uint8_t* qs, const int8_t* c, const int32_t* off) {
     const __m256i v = load(qs);
     const __m256i nib = _mm256_set1_epi8(0x0F);
     const __m256i lo = _mm256_and_si256(v, nib);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
-    const __m256i s16 =
-        _mm256_add_epi16(_mm256_maddubs_epi16(lo, x.lo), _mm256_maddubs_epi16(hi, x.hi));
-    return _mm256_sub_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), x.off);
+    const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load(c)),
+                                         _mm256_maddubs_epi16(hi, load(c + 32)));
+    return _mm256_sub_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), load(off));
 }
 
 // acc + P * [F_b x 4 | F_b+1 x 4] for the pair of blocks i, i+1 of a group (f: its 8 F's).
-TL_Q40 inline __m256 pair_step(__m256 acc, __m256 f, int i, const uint8_t* qs,
-                               const PairActs& x) {
+TL_Q40 inline __m256 pair_step(__m256 acc, __m256 f, int i, const uint8_t* qs, const int8_t* c,
+                               const int32_t* off) {
     const __m256i idx = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
-    const __m256 lanes = _mm256_cvtepi32_ps(pair_lanes(qs + 16 * i, x));
+    const __m256 lanes = _mm256_cvtepi32_ps(pair_lanes(qs + 16 * i, c + 32 * i, off + 4 * i));
     return _mm256_fmadd_ps(lanes, _mm256_permutevar8x32_ps(f, idx), acc);
-}
-
-// The 8 F's of a group (lanes past a short last group are never used).
-TL_Q40 inline __m256 group_factors(const uint8_t* group, __m256 r) {
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group))),
-                         r);
 }
 
 // ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)) with S = e + o.
@@ -65,71 +50,51 @@ TL_Q40 inline float reduce(__m256 e, __m256 o) {
     return _mm_cvtss_f32(q) + _mm_cvtss_f32(_mm_shuffle_ps(q, q, 1));
 }
 
-// Two repacked rows (w0, w1: the same row when one is left), one token. A group
-// starts at an even pair, so its pairs alternate e, o, e, o. Two rows at once:
-// each row's e and o are chains of dependent fmas, and a second row's chains
-// fill their latency; the codes are loaded once for both.
-TL_Q40 void rows_dot(const uint8_t* w0, const uint8_t* w1, int64_t K, const int8_t* codes,
-                     const float* r, const int32_t* off, float* y0, float* y1) {
+// One repacked row, one token. A group starts at an even pair, so its pairs
+// alternate e, o, e, o; the 8 F's of a group are one conversion and one multiply
+// (lanes past a short last group are never used).
+TL_Q40 float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r,
+                     const int32_t* off) {
     const int64_t nb = K / kQ4Block;
-    __m256 e0 = _mm256_setzero_ps(), o0 = e0, e1 = e0, o1 = e0;
+    __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
     for (int64_t g0 = 0; g0 < nb; g0 += kQ40GroupBlocks) {
         const int64_t n = nb - g0 < kQ40GroupBlocks ? nb - g0 : kQ40GroupBlocks;
-        const __m256 rv = _mm256_loadu_ps(r + g0);
-        const __m256 f0 = group_factors(w0 + kQ4BlockBytes * g0, rv);
-        const __m256 f1 = group_factors(w1 + kQ4BlockBytes * g0, rv);
-        const uint8_t* q0 = w0 + kQ4BlockBytes * g0 + 2 * n;
-        const uint8_t* q1 = w1 + kQ4BlockBytes * g0 + 2 * n;
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        const __m256 f = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group))),
+            _mm256_loadu_ps(r + g0));
+        const uint8_t* qs = group + 2 * n;
         const int8_t* c = codes + kQ4Block * g0;
         const int32_t* of = off + 4 * g0;
         if (n == kQ40GroupBlocks) {
-            PairActs x = pair_acts(0, c, of);
-            e0 = pair_step(e0, f0, 0, q0, x);
-            e1 = pair_step(e1, f1, 0, q1, x);
-            x = pair_acts(2, c, of);
-            o0 = pair_step(o0, f0, 2, q0, x);
-            o1 = pair_step(o1, f1, 2, q1, x);
-            x = pair_acts(4, c, of);
-            e0 = pair_step(e0, f0, 4, q0, x);
-            e1 = pair_step(e1, f1, 4, q1, x);
-            x = pair_acts(6, c, of);
-            o0 = pair_step(o0, f0, 6, q0, x);
-            o1 = pair_step(o1, f1, 6, q1, x);
+            e = pair_step(e, f, 0, qs, c, of);
+            o = pair_step(o, f, 2, qs, c, of);
+            e = pair_step(e, f, 4, qs, c, of);
+            o = pair_step(o, f, 6, qs, c, of);
         } else {
             for (int i = 0; i < n; i += 2) {
-                const PairActs x = pair_acts(i, c, of);
-                if (i % 4 == 0) {
-                    e0 = pair_step(e0, f0, i, q0, x);
-                    e1 = pair_step(e1, f1, i, q1, x);
-                } else {
-                    o0 = pair_step(o0, f0, i, q0, x);
-                    o1 = pair_step(o1, f1, i, q1, x);
-                }
+                if (i % 4 == 0)
+                    e = pair_step(e, f, i, qs, c, of);
+                else
+                    o = pair_step(o, f, i, qs, c, of);
             }
         }
     }
-    *y0 = reduce(e0, o0);
-    *y1 = reduce(e1, o1);
+    return reduce(e, o);
 }
 
-// Rows [o0, o1) for every token, kQ40RowTile rows at a time, two by two.
+// Rows [o0, o1) for every token, kQ40RowTile rows at a time.
 TL_Q40 void matmul(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     const Q40Acts x = q40_quantize_acts(a.x, a.T, a.K, 2);
     const int64_t nb = a.K / kQ4Block;
     for (int64_t ob = o0; ob < o1; ob += kQ40RowTile) {
         const int64_t oe = o1 - ob < kQ40RowTile ? o1 : ob + kQ40RowTile;
-        for (int64_t t = 0; t < a.T; ++t) {
-            float* y = a.y + t * a.y_stride;
-            for (int64_t o = ob; o < oe; o += 2) {
-                const int64_t o2 = o + 1 < oe ? o + 1 : o;  // a lone last row: twice
-                if (!x.finite[t]) {
-                    y[o] = y[o2] = kQ40NaN;
-                    continue;
-                }
-                rows_dot(a.w + o * a.row_bytes, a.w + o2 * a.row_bytes, a.K, x.codes + t * a.K,
-                         x.r + t * nb, x.off + t * nb * 4, &y[o], &y[o2]);
-            }
-        }
+        for (int64_t t = 0; t < a.T; ++t)
+            for (int64_t o = ob; o < oe; ++o)
+                a.y[t * a.y_stride + o] =
+                    x.finite[t] ? row_dot(a.w + o * a.row_bytes, a.K, x.codes + t * a.K,
+                                          x.r + t * nb, x.off + t * nb * 4)
+                                : kQ40NaN;
     }
 }
 

@@ -22,35 +22,28 @@ namespace ternlab {
 
 namespace {
 
-// The codes and lane offsets of two pairs (or of one, in the low halves),
-// shared by the rows that meet them.
-struct QuadActs {
-    __m512i lo, hi, off;
-};
-
-TL_Q40X inline QuadActs quad_acts(int i, const int8_t* c, const int32_t* off) {
-    return {_mm512_loadu_si512(c + 32 * i), _mm512_loadu_si512(c + 32 * i + 64),
-            _mm512_loadu_si512(off + 4 * i)};
-}
-
-// acc + P * [F_i x 4 | F_i+1 x 4 | F_i+2 x 4 | F_i+3 x 4] for blocks i .. i+3 of a
-// group (f: its 8 F's), nibbles of block i at qs + 16 i.
-TL_Q40X inline __m512 quad_step(__m512 acc, __m256 f, int i, const uint8_t* qs,
-                                const QuadActs& x) {
-    const __m512i v = _mm512_loadu_si512(qs + 16 * i);
+// The int32 lanes of two pairs whose nibbles are at qs, codes at c, offsets at off.
+TL_Q40X inline __m512i quad_lanes(const uint8_t* qs, const int8_t* c, const int32_t* off) {
+    const __m512i v = _mm512_loadu_si512(qs);
     const __m512i nib = _mm512_set1_epi8(0x0F);
     const __m512i lo = _mm512_and_si512(v, nib);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
-    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x.lo);
-    p = _mm512_sub_epi32(_mm512_dpbusd_epi32(p, hi, x.hi), x.off);
-    const __m512i idx = _mm512_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1, i + 2, i + 2,
-                                          i + 2, i + 2, i + 3, i + 3, i + 3, i + 3);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                           _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f)), acc);
+    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(c));
+    acc = _mm512_dpbusd_epi32(acc, hi, _mm512_loadu_si512(c + 64));
+    return _mm512_sub_epi32(acc, _mm512_loadu_si512(off));
 }
 
-// One pair alone (the last of a group of 2 or 6), AVX2's step with VNNI; its
-// codes come grouped by two (the last code group), its offsets as usual.
+// acc + P * [F_i x 4 | F_i+1 x 4 | F_i+2 x 4 | F_i+3 x 4] for blocks i .. i+3 of a
+// group (f: its 8 F's).
+TL_Q40X inline __m512 quad_step(__m512 acc, __m256 f, int i, const uint8_t* qs, const int8_t* c,
+                                const int32_t* off) {
+    const __m512i idx = _mm512_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1, i + 2, i + 2,
+                                          i + 2, i + 2, i + 3, i + 3, i + 3, i + 3);
+    const __m512 lanes = _mm512_cvtepi32_ps(quad_lanes(qs + 16 * i, c + 32 * i, off + 4 * i));
+    return _mm512_fmadd_ps(lanes, _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f)), acc);
+}
+
+// One pair alone (the last of a group of 2 or 6), AVX2's step with VNNI.
 TL_Q40X inline __m256 pair_step(__m256 acc, __m256 f, int i, const uint8_t* qs, const int8_t* c,
                                 const int32_t* off) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 16 * i));
@@ -66,65 +59,46 @@ TL_Q40X inline __m256 pair_step(__m256 acc, __m256 f, int i, const uint8_t* qs, 
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_permutevar8x32_ps(f, idx), acc);
 }
 
-// The 8 F's of a group (lanes past a short last group are never used).
-TL_Q40X inline __m256 group_factors(const uint8_t* group, __m256 r) {
+// The 8 F's of the group of n blocks at `group` (lanes past n are never used).
+TL_Q40X inline __m256 group_factors(const uint8_t* group, const float* r) {
     return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group))),
-                         r);
+                         _mm256_loadu_ps(r));
 }
 
-TL_Q40X inline float reduce(__m512 acc) {
-    const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+// One repacked row, one token. Groups start at even pairs: each quad's even pair
+// goes to the low half (E). Only a short last group (2 or 6 blocks) ends with a
+// lone pair, even, which is then E's last step.
+TL_Q40X float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r,
+                      const int32_t* off) {
+    const int64_t nb = K / kQ4Block;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t g0 = 0;
+    for (; g0 + kQ40GroupBlocks <= nb; g0 += kQ40GroupBlocks) {
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        const __m256 f = group_factors(group, r + g0);
+        const uint8_t* qs = group + 2 * kQ40GroupBlocks;
+        acc = quad_step(acc, f, 0, qs, codes + kQ4Block * g0, off + 4 * g0);
+        acc = quad_step(acc, f, 4, qs, codes + kQ4Block * g0, off + 4 * g0);
+    }
+    __m256 e = _mm512_castps512_ps256(acc), o = _mm512_extractf32x8_ps(acc, 1);
+    if (g0 < nb) {
+        const int n = static_cast<int>(nb - g0);
+        const uint8_t* group = row + kQ4BlockBytes * g0;
+        const __m256 f = group_factors(group, r + g0);
+        const uint8_t* qs = group + 2 * n;
+        const int8_t* c = codes + kQ4Block * g0;
+        const int32_t* of = off + 4 * g0;
+        if (n >= 4) {
+            acc = quad_step(_mm512_insertf32x8(_mm512_castps256_ps512(e), o, 1), f, 0, qs, c, of);
+            e = _mm512_castps512_ps256(acc);
+            o = _mm512_extractf32x8_ps(acc, 1);
+        }
+        if (n % 4 != 0) e = pair_step(e, f, n - 2, qs, c, of);
+    }
+    const __m256 s = _mm256_add_ps(e, o);
     const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
     const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
     return _mm_cvtss_f32(q) + _mm_cvtss_f32(_mm_shuffle_ps(q, q, 1));
-}
-
-// acc with its low half (E) advanced by one lone pair.
-TL_Q40X inline __m512 with_lone_pair(__m512 acc, __m256 f, int i, const uint8_t* qs,
-                                     const int8_t* c, const int32_t* off) {
-    const __m256 e = pair_step(_mm512_castps512_ps256(acc), f, i, qs, c, off);
-    return _mm512_insertf32x8(acc, e, 0);
-}
-
-// Two repacked rows (w0, w1: the same row when one is left), one token. Groups
-// start at even pairs: each quad's even pair goes to the low half (E). Only a
-// short last group (2 or 6 blocks) ends with a lone pair, even, which is then
-// E's last step. Two rows at once: the second row's fma chain fills the first's
-// latency, and the codes are loaded once for both.
-TL_Q40X void rows_dot(const uint8_t* w0, const uint8_t* w1, int64_t K, const int8_t* codes,
-                      const float* r, const int32_t* off, float* y0, float* y1) {
-    const int64_t nb = K / kQ4Block;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    for (int64_t g0 = 0; g0 < nb; g0 += kQ40GroupBlocks) {
-        const int n = static_cast<int>(nb - g0 < kQ40GroupBlocks ? nb - g0 : kQ40GroupBlocks);
-        const __m256 rv = _mm256_loadu_ps(r + g0);
-        const __m256 f0 = group_factors(w0 + kQ4BlockBytes * g0, rv);
-        const __m256 f1 = group_factors(w1 + kQ4BlockBytes * g0, rv);
-        const uint8_t* q0 = w0 + kQ4BlockBytes * g0 + 2 * n;
-        const uint8_t* q1 = w1 + kQ4BlockBytes * g0 + 2 * n;
-        const int8_t* c = codes + kQ4Block * g0;
-        const int32_t* of = off + 4 * g0;
-        if (n == kQ40GroupBlocks) {
-            QuadActs x = quad_acts(0, c, of);
-            a0 = quad_step(a0, f0, 0, q0, x);
-            a1 = quad_step(a1, f1, 0, q1, x);
-            x = quad_acts(4, c, of);
-            a0 = quad_step(a0, f0, 4, q0, x);
-            a1 = quad_step(a1, f1, 4, q1, x);
-            continue;
-        }
-        if (n >= 4) {
-            const QuadActs x = quad_acts(0, c, of);
-            a0 = quad_step(a0, f0, 0, q0, x);
-            a1 = quad_step(a1, f1, 0, q1, x);
-        }
-        if (n % 4 != 0) {
-            a0 = with_lone_pair(a0, f0, n - 2, q0, c, of);
-            a1 = with_lone_pair(a1, f1, n - 2, q1, c, of);
-        }
-    }
-    *y0 = reduce(a0);
-    *y1 = reduce(a1);
 }
 
 TL_Q40X void matmul(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
@@ -132,18 +106,12 @@ TL_Q40X void matmul(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     const int64_t nb = a.K / kQ4Block;
     for (int64_t ob = o0; ob < o1; ob += kQ40RowTile) {
         const int64_t oe = o1 - ob < kQ40RowTile ? o1 : ob + kQ40RowTile;
-        for (int64_t t = 0; t < a.T; ++t) {
-            float* y = a.y + t * a.y_stride;
-            for (int64_t o = ob; o < oe; o += 2) {
-                const int64_t o2 = o + 1 < oe ? o + 1 : o;  // a lone last row: twice
-                if (!x.finite[t]) {
-                    y[o] = y[o2] = kQ40NaN;
-                    continue;
-                }
-                rows_dot(a.w + o * a.row_bytes, a.w + o2 * a.row_bytes, a.K, x.codes + t * a.K,
-                         x.r + t * nb, x.off + t * nb * 4, &y[o], &y[o2]);
-            }
-        }
+        for (int64_t t = 0; t < a.T; ++t)
+            for (int64_t o = ob; o < oe; ++o)
+                a.y[t * a.y_stride + o] =
+                    x.finite[t] ? row_dot(a.w + o * a.row_bytes, a.K, x.codes + t * a.K,
+                                          x.r + t * nb, x.off + t * nb * 4)
+                                : kQ40NaN;
     }
 }
 
