@@ -144,5 +144,6 @@ void float_gemm_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_q4_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q4_0_int8.cpp
 void float_matmul_q4_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // GEMV and GEMM
 void float_matmul_q4_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_q4_0_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

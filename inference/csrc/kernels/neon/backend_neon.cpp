@@ -20,6 +20,8 @@ const Backend& neon_backend() {
         t.ternary_gemm[kBase3] = gemm3_neon;
         t.float_gemv[kFmtQ6_K] = float_gemv_q6_k_neon;
         t.float_gemm[kFmtQ6_K] = float_gemm_q6_k_neon;
+        t.float_gemv[kFmtQ4_0] = float_matmul_q4_0_neon;
+        t.float_gemm[kFmtQ4_0] = float_matmul_q4_0_neon;
         t.attention = &kAttentionNeon;
         t.attention_lanes = 4;
         return t;
