@@ -161,7 +161,9 @@ def test_fma_model():
     np.testing.assert_array_equal(naive[2:], np.array([1, 1 + 2**-22], np.float32))
 
 
-@pytest.mark.parametrize("n_out,n_in", [(1, 64), (37, 192), (51, 320), (37, 2560)])
+@pytest.mark.parametrize(
+    "n_out,n_in", [(1, 64), (37, 192), (51, 320), (19, 384), (19, 448), (37, 2560)]
+)
 def test_forward_bit_exact(tmp_path, n_out, n_in):
     r = np.random.default_rng(n_out + n_in)
     w = weights(r, n_out, n_in)

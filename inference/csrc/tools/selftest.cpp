@@ -207,7 +207,7 @@ void test_float() {
     for (FloatFormat f : {kFmtF32, kFmtF16, kFmtQ8_0, kFmtQ6_K, kFmtQ4_0}) {
         const bool int8 = f == kFmtQ6_K || f == kFmtQ4_0;  // bit-exact with the reference
         std::vector<int64_t> ks = {256, 768};
-        if (f == kFmtQ4_0) ks = {64, 192, 320, 384};  // 1, 3, 5, 6 pairs of blocks
+        if (f == kFmtQ4_0) ks = {64, 192, 320, 384, 448};  // 1, 3, 5, 6, 7 pairs of blocks
         if (!int8) ks = {32, 96, 320};
         if (f == kFmtF32 || f == kFmtF16) ks.insert(ks.end(), {7, 45});
         for (int64_t k : ks)
