@@ -16,6 +16,12 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from int8_head_checks import (
+    assert_exact_alone_and_batched,
+    assert_non_finite_token_gives_nan,
+    assert_within_bound,
+    special_tokens,
+)
 
 from ternlab.export.codec import add_float, expected_float
 from ternlab.inference import _kernels as K
@@ -183,62 +189,32 @@ def test_forward_bit_exact(tmp_path, n_out, n_in):
                 np.testing.assert_array_equal(lin.forward(x[i : i + 1])[0], want[i], err_msg=isa)
 
 
-def special_tokens(r: np.random.Generator, n_in: int) -> np.ndarray:
-    zero = np.zeros(n_in)
-    outlier = r.standard_normal(n_in)
-    outlier[n_in // 3] = 1e6  # its block's other codes all round to 0
-    blocky = r.standard_normal(n_in) * np.repeat(10.0 ** r.integers(-4, 5, n_in // QK), QK)
-    tiny = r.standard_normal(n_in) * 1e-7  # below EPS: s = 127 / EPS, codes small
-    ties = np.round(r.standard_normal(n_in) * 8) / 2  # many exact .5 multiples
-    ties[0] = 127 / 2
-    return np.stack([zero, outlier, blocky, tiny, ties]).astype(np.float32)
-
-
 @pytest.mark.parametrize("n_in", [64, 192, 2560])
 def test_special_tokens(tmp_path, n_in):
     r = np.random.default_rng(n_in)
     w = weights(r, 19, n_in)
-    lin = q4_0_linear(tmp_path, w)
-    x = special_tokens(r, n_in)
+    x = special_tokens(r, n_in, QK)
     want = reference(w, x)
     assert (want[0] == 0).all()
-    for isa in ISAS:
-        K.set_isa(isa)
-        np.testing.assert_array_equal(lin.forward(x, threads=2), want, err_msg=isa)
-        for i in range(len(x)):
-            np.testing.assert_array_equal(lin.forward(x[i : i + 1])[0], want[i], err_msg=isa)
+    assert_exact_alone_and_batched(q4_0_linear(tmp_path, w), x, want)
 
 
 @pytest.mark.parametrize("n_out,n_in", [(37, 320), (51, 2560)])
 def test_error_within_bound(tmp_path, n_out, n_in):
     r = np.random.default_rng(7 * n_out + n_in)
     w = weights(r, n_out, n_in)
-    lin = q4_0_linear(tmp_path, w)
-    x = np.concatenate([r.standard_normal((6, n_in)), special_tokens(r, n_in)]).astype(np.float32)
+    x = np.concatenate([r.standard_normal((6, n_in)), special_tokens(r, n_in, QK)])
+    x = x.astype(np.float32)
     exact = x.astype(np.float64) @ expected_float(w, "q4_0").astype(np.float64).T
-    bound = error_bound(w, x)
-    for isa in ISAS:
-        K.set_isa(isa)
-        err = np.abs(lin.forward(x).astype(np.float64) - exact)
-        assert (err <= bound).all(), f"{isa}: max error / bound {np.max(err / bound):.3g}"
-    # The bound is the activation rounding, not slack: random tokens use a good part of it.
-    assert np.max((err / bound)[:6]) > 0.01
+    assert_within_bound(q4_0_linear(tmp_path, w), x, exact, error_bound(w, x))
 
 
 def test_non_finite_token_gives_nan(tmp_path):
     r = np.random.default_rng(3)
     w = weights(r, 21, 192)
-    lin = q4_0_linear(tmp_path, w)
     x = r.standard_normal((3, 192)).astype(np.float32)
     x[1, 100] = np.inf
-    want = reference(w, x[[0, 2]])
-    for isa in ISAS:
-        K.set_isa(isa)
-        for rows in (x, x[1:2]):  # GEMM and GEMV
-            y = lin.forward(rows, threads=2)
-            assert np.isnan(y[1 if len(rows) == 3 else 0]).all(), isa
-        y = lin.forward(x)
-        np.testing.assert_array_equal(y[[0, 2]], want, err_msg=isa)
+    assert_non_finite_token_gives_nan(q4_0_linear(tmp_path, w), x, reference(w, x[[0, 2]]))
 
 
 def test_rows_not_pairs_of_blocks_refused(tmp_path):
