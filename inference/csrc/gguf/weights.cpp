@@ -419,8 +419,8 @@ int64_t linear_forward_group(const Linear* const* ws, int n, const float* x, int
 void dequantize_row(const GgufTensor& t, int64_t row, float* out) {
     if (!is_float_type(t.type))
         throw GgufError("tensor '" + t.name + "' has type " + type_name(t.type) +
-                        "; only F32, F16, Q8_0, Q6_K and Q4_0 rows can be read as float32 (the token "
-                        "embedding must be one of these)");
+                        "; only F32, F16, Q8_0, Q6_K and Q4_0 rows can be read as float32 "
+                        "(the token embedding must be one of these)");
     const int64_t rows = t.rows();
     if (row < 0 || row >= rows)
         throw std::out_of_range("row " + std::to_string(row) + " of tensor '" + t.name +

@@ -1,10 +1,11 @@
 // AVX2 Q4_0 x int8 kernels (numerics: q4_0_int8.h), on rows repacked at load.
-// One 256-bit load holds a pair of blocks' nibbles: [qs of 2p | qs of 2p+1]. Its low nibbles (values
-// 0..15 of each block) and high nibbles (16..31) meet the activation codes,
-// grouped to match (q40_quantize_acts, group 2), in two maddubs (unsigned
-// levels 0..15: pair sums |.| <= 2 * 15 * 128, and the two added < 2^15); madd
-// with ones gives the int32 lane sums of q * code, and the lanes' 8 * code sums
-// come off for the -8. The rows are read in order, one sequential stream.
+// One 256-bit load holds a pair of blocks' nibbles: [qs of 2p | qs of 2p+1].
+// Its low nibbles (values 0..15 of each block) and high nibbles (16..31) meet
+// the activation codes, grouped to match (q40_quantize_acts, group 2), in two
+// maddubs (unsigned levels 0..15: pair sums |.| <= 2 * 15 * 128, and the two
+// added < 2^15); madd with ones gives the int32 lane sums of q * code, and the
+// lanes' 8 * code sums come off for the -8. The rows are read in order, one
+// sequential stream.
 #include <cstdint>
 
 #include "kernels/float_matmul.h"
