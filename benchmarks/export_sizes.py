@@ -79,7 +79,8 @@ def main() -> None:
     )
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for qtype in ("i2_s", "tq1_0", "tq2_0", "f16", "q8_0"):
-        for emb in ("f16", "q8_0"):
+        ternary = qtype in codec.TERNARY_TYPES
+        for emb in ("f16", "q8_0", "q6_k", "q4_0") if ternary else ("f16", "q8_0"):
             total, lb, ln, an = sizes(m, qtype, emb)
             print(
                 f"| {qtype} | {emb} | {total:,} | {total / 2**20:,.1f} | "

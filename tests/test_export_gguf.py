@@ -266,8 +266,10 @@ def test_wrong_type_for_checkpoint(silu, fp, tmp_path):
     _expect_error(tmp_path, "no ternary weights", export_gguf, fp, tmp_path / "b", "tq2_0")
 
 
-@pytest.mark.parametrize("qtype", ["tq2_0", "tq1_0", "i2_s"])
-def test_size_model_matches_the_file(silu, tmp_path, qtype):
+@pytest.mark.parametrize(
+    "qtype,embed_type", [("tq2_0", "f16"), ("tq1_0", "f16"), ("i2_s", "f16"), ("tq1_0", "q4_0")]
+)
+def test_size_model_matches_the_file(silu, tmp_path, qtype, embed_type):
     """benchmarks/export_sizes.py's arithmetic equals the tensor data of a real export."""
     import importlib.util
 
@@ -276,8 +278,8 @@ def test_size_model_matches_the_file(silu, tmp_path, qtype):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "m.gguf"
-    export_gguf(silu, out, qtype)
+    export_gguf(silu, out, qtype, embed_type=embed_type)
     reader = TernaryGGUFReader(out)
     data = sum(-(-t.data.nbytes // 32) * 32 for t in reader.tensors)
     cfg = json.loads((silu / "config.json").read_text())
-    assert mod.sizes(cfg, qtype)[0] == data
+    assert mod.sizes(cfg, qtype, embed_type)[0] == data
