@@ -32,9 +32,9 @@
 // The integer lanes are exact, so however a kernel forms them (maddubs with
 // unsigned levels and the 8 * code sums taken off, VNNI, signed dot products)
 // it gets the same P; the float steps are the same IEEE operations in the same
-// order. So every kernel (scalar reference, AVX2, AVX-512), every thread split,
-// and GEMV vs GEMM give identical results. An AVX-512 vector holds two pairs,
-// the even one in its low half: E and O are its halves.
+// order. So every kernel (scalar reference, AVX2, AVX-512, NEON), every thread
+// split, and GEMV vs GEMM give identical results. An AVX-512 vector holds two
+// pairs, the even one in its low half: E and O are its halves.
 //
 // Error against the dequantized weights in exact arithmetic: rounding x to
 // code / s_j moves each value by at most 0.5 / s_j (plus the float32 steps).
