@@ -602,6 +602,13 @@ def test_non_finite_activation_rolls_back(tmp_path):
         (lambda t, hp: hp.update(n_ctx=1 << 30), "context_length = 1073741824 is outside"),
         (lambda t, hp: hp.update(eps=0.0), "epsilon = 0.0+ must be in"),
         (lambda t, hp: hp.update(n_embd=48), "token_embd.weight must be 2-D with rows of"),
+        (
+            lambda t, hp: t.update(
+                {"token_embd.weight": t["token_embd.weight"].astype(np.float64)}
+            ),
+            r"token_embd\.weight \(the token embedding\) has type F64; the engine reads it as "
+            r"F32, F16, Q8_0, Q6_K or Q4_0",
+        ),
     ],
 )
 def test_bad_files_are_refused(tmp_path, change, match):

@@ -243,10 +243,6 @@ FloatFormat float_format(uint32_t type) {
     }
 }
 
-bool is_float_type(uint32_t type) {
-    return type == kF32 || type == kF16 || type == kQ8_0 || type == kQ6_K || type == kQ4_0;
-}
-
 // Columns per panel for rows of k values: as even as whole 32-column steps allow
 // (Q8_0 blocks stay whole). Q6_K and Q4_0 keep whole rows: their kernels quantize
 // the activations to int8 and never re-read them as float32.
@@ -284,6 +280,10 @@ void repack_q4_0(const GgufFile& f, const GgufTensor& t, Linear& w) {
 }
 
 }  // namespace
+
+bool is_float_type(uint32_t type) {
+    return type == kF32 || type == kF16 || type == kQ8_0 || type == kQ6_K || type == kQ4_0;
+}
 
 AlignedBytes aligned_bytes(size_t n) {
     const size_t size = (n + 63) / 64 * 64;  // aligned_alloc wants a multiple of the alignment

@@ -54,6 +54,10 @@ struct Linear {
 // streamed at 10-12 GB/s, rows of 2560 and 2304 at 19-23).
 constexpr int64_t kFloatPanelMaxK = 2560;
 
+// Whether tensors of this GGUF type are float rows to the engine (F32, F16, Q8_0,
+// Q6_K, Q4_0): multiplied by float_matmul.h's kernels and readable by dequantize_row.
+bool is_float_type(uint32_t type);
+
 // Builds the engine's form of a 2-D weight tensor (any of I2_S, TQ1_0, TQ2_0,
 // F32, F16, Q8_0, Q6_K, Q4_0). Throws GgufError naming the file and tensor for another
 // type, a shape that is not 2-D, or ternary data the engine cannot represent

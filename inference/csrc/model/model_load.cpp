@@ -55,8 +55,7 @@ class TensorChecker {
 };
 
 void check_float_rows(const GgufFile& f, const GgufTensor& t, const char* role) {
-    if (t.type != kF32 && t.type != kF16 && t.type != kQ8_0 && t.type != kQ6_K &&
-        t.type != kQ4_0)
+    if (!is_float_type(t.type))
         throw GgufError(f.path() + ": tensor " + t.name + " (" + role + ") has type " +
                         type_name(t.type) + "; the engine reads it as F32, F16, Q8_0, Q6_K or " +
                         "Q4_0 (re-export with --embed-type f16, q8_0, q6_k or q4_0)");
