@@ -17,10 +17,10 @@ namespace {
 bool quantize_token(const float* x, int64_t K, int8_t* codes, float* r, int32_t* off) {
     const QuantRowKernel quant_row = backend().quant_row;
     for (int64_t j = 0; j < K / kQ4Block; ++j) {
-        const int8_t* c = codes + kQ4Block * j;
+        int8_t* c = codes + kQ4Block * j;
         float s;
         int32_t sum;
-        if (!quant_row(x + kQ4Block * j, kQ4Block, codes + kQ4Block * j, &s, &sum)) {
+        if (!quant_row(x + kQ4Block * j, kQ4Block, c, &s, &sum)) {
             std::memset(codes, 0, static_cast<size_t>(K));  // defined data for the SIMD loops
             return false;
         }
