@@ -1,7 +1,8 @@
-"""Checks shared by the tests of the engine's int8-activation kernels (Q6_K, Q4_0 heads).
+"""Checks shared by the tests of the engine's int8-activation kernels (Q6_K, Q4_0, Q8_0).
 
 Each kernel's test file brings its own numpy model of the numerics (``want``) and
-its error bound; what is checked against them is the same for both.
+its error bound; what is checked against them is the same for all. The per-32-value
+activation quantizer and the exact fma are shared by the Q4_0 and Q8_0 models.
 """
 
 from __future__ import annotations
@@ -9,6 +10,37 @@ from __future__ import annotations
 import numpy as np
 
 from ternlab.inference import _kernels as K
+
+EPS = np.float32(1e-5)  # the activation quantizer's EPS (quant_act.h)
+QK = 32  # values per Q4_0 / Q8_0 block, and per activation block of their kernels
+
+
+def quantize_acts(x: np.ndarray):
+    """Per 32-value block: codes [T, nb, 32] and s [T, nb], all float32 steps."""
+    xb = x.reshape(x.shape[0], -1, QK)
+    m = np.maximum(np.abs(xb).max(axis=-1), EPS)
+    s = (np.float32(1) / m) * np.float32(127)
+    codes = np.clip(np.rint(xb * s[..., None]), -128, 127).astype(np.int64)
+    return codes, s
+
+
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 fma(a, b, c), correctly rounded, elementwise.
+
+    a b is exact in float64 (a an integer of at most 17 bits, b 24 bits). The
+    float64 sum of it and c may round; TwoSum gives that rounding error e
+    exactly, and rounding the sum to odd (s, or its float64 neighbour towards
+    e when s has an even significand) keeps enough information that one
+    rounding to float32 (24 bits <= 53 - 2) gives the correctly rounded result.
+    """
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c = c.astype(np.float64)
+    s = p + c
+    bp = s - c
+    e = (p - bp) + (c - (s - bp))
+    even = (s.view(np.uint64) & 1) == 0
+    odd = np.where((e != 0) & even, np.nextafter(s, np.copysign(np.inf, e)), s)
+    return odd.astype(np.float32)
 
 
 def special_tokens(r: np.random.Generator, n_in: int, block: int) -> np.ndarray:

@@ -41,6 +41,7 @@ NEON_FAMILIES = (
     "quant",
     "q6k",
     "q4_0",
+    "q8_0",
     "attention",
     "attention-f16",
 )

@@ -3,10 +3,10 @@
 Parity: tiny ternlab checkpoints exported with ``export_gguf`` run in the engine
 and in PyTorch (transformers' BitNet with ternlab's *frozen* BitLinear, the
 exact integer computation of the engine). The PyTorch side uses exactly what the
-file holds: embeddings/head rounded as exported (F16, Q8_0 or Q6_K), TQ scales
-rounded to fp16, a Q6_K head's int8 activations (``Q6KHead``). What remains are
-float32 rounding differences (RMSNorm sums, exp, attention order), about 4e-7 of
-the logit scale; they depend on the CPU (PyTorch picks its kernels by CPU
+file holds: embeddings/head rounded as exported (F16, Q8_0, Q6_K or Q4_0), TQ
+scales rounded to fp16, the int8 activations of Q6_K, Q8_0 and Q4_0 matrices
+(``IntActLinear``). What remains are float32 rounding differences (RMSNorm sums,
+exp, attention order), about 4e-7 of the logit scale; they depend on the CPU (PyTorch picks its kernels by CPU
 family, and the tiny checkpoints are trained on it).
 
 The flip analysis. Rarely such a 1-ulp difference moves an activation across an
@@ -21,7 +21,8 @@ prompts holding any position beyond ``CLOSE`` at most the binomial budget
 probability below 1e-6. A real bug (a wrong norm, RoPE or attention) moves every
 prompt past its first positions, far beyond that budget.
 Float models (FP16 baseline, llama) have no int8 step and are held to
-``CLOSE``-level tolerances everywhere.
+``CLOSE``-level tolerances everywhere, except a Q8_0 baseline, whose layers quantize
+their inputs to int8 as the ternary ones do (the same flip analysis).
 
 A ``llama`` file written here from a random transformers Llama (q/k permuted as
 llama.cpp's converter does) checks the interleaved RoPE; hand-written files
@@ -100,12 +101,15 @@ def exported(tmp_path_factory):
     return get
 
 
-class IntActHead(torch.nn.Module):
-    """The engine's Q6_K and Q4_0 heads (inference/csrc/kernels/q6k_int8.h, q4_0_int8.h) quantize
-    the hidden state to int8 per block of 256 or 32 values: against the float head that moves
-    every position's logits by 1.5e-3 to 3e-3 of their scale (measured, Q6_K), far beyond CLOSE.
-    With the same codes, what remains is float32 rounding (here float64; measured 1.8e-7), so
-    the usual tolerances apply."""
+INT8_BLOCK = {"q6_k": 256, "q8_0": 32, "q4_0": 32}  # activation block of the int8 kernels
+
+
+class IntActLinear(torch.nn.Module):
+    """The engine's Q6_K, Q8_0 and Q4_0 matrices (inference/csrc/kernels/q6k_int8.h,
+    q8_0_int8.h, q4_0_int8.h) quantize their input to int8 per block of 256 or 32 values:
+    against a float head that moves every position's logits by 1.5e-3 to 3e-3 of their scale
+    (measured, Q6_K), far beyond CLOSE. With the same codes, what remains is float32 rounding
+    (here float64; measured 1.8e-7), and the flip analysis of the module doc."""
 
     def __init__(self, weight: torch.Tensor, block: int):
         super().__init__()
@@ -127,17 +131,21 @@ def torch_reference(ckpt: Path, qtype: str, embed_type: str = "f16") -> torch.nn
         if mod.weight.data_ptr() not in done:
             done.add(mod.weight.data_ptr())
             mod.weight.copy_(torch.from_numpy(expected_float(mod.weight.numpy(), embed_type)))
-    if embed_type in ("q6_k", "q4_0"):
-        model.lm_head = IntActHead(model.lm_head.weight, 256 if embed_type == "q6_k" else 32)
+    if embed_type in INT8_BLOCK:
+        model.lm_head = IntActLinear(model.lm_head.weight, INT8_BLOCK[embed_type])
     if any(True for _ in bitlinear_modules(model)):
         freeze(model)
         if qtype in ("tq1_0", "tq2_0"):
             for _, m in bitlinear_modules(model):
                 m.weight_scale.copy_(torch.tensor(fp16_scale(float(m.weight_scale))))
     else:
-        for name, m in model.named_modules():
+        for name, m in list(model.named_modules()):
             if isinstance(m, torch.nn.Linear) and name.endswith("_proj"):
                 m.weight.copy_(torch.from_numpy(expected_float(m.weight.numpy(), qtype)))
+                if qtype in INT8_BLOCK:
+                    parent, _, child = name.rpartition(".")
+                    setattr(model.get_submodule(parent), child,
+                            IntActLinear(m.weight, INT8_BLOCK[qtype]))
     return model
 
 
@@ -233,12 +241,21 @@ def test_ternary_parity(which, qtype, request, exported, isa):
     assert m.n_past == PARITY_LEN
 
 
-@pytest.mark.parametrize("qtype", ["f16", "q8_0"])
-def test_fp_baseline_parity(fp, qtype, exported, isa):
-    m = _kernels.Model(exported(fp, qtype))
+def test_fp_baseline_parity(fp, exported, isa):
+    m = _kernels.Model(exported(fp, "f16"))
     ids = prompt(40, m.config["n_vocab"], seed=1)
-    want = torch_logits(torch_reference(fp, qtype), ids)
-    assert_close(m.eval(ids, all_logits=True), want, f"fp {qtype} ({isa})")
+    want = torch_logits(torch_reference(fp, "f16"), ids)
+    assert_close(m.eval(ids, all_logits=True), want, f"fp f16 ({isa})")
+
+
+def test_fp_baseline_q8_0_parity(fp, exported, isa):
+    # Q8_0 layers quantize their input to int8 (IntActLinear): the flip analysis applies.
+    m = _kernels.Model(exported(fp, "q8_0"))
+    prompts = parity_prompts(m.config["n_vocab"], seed=3)
+    got, want = engine_and_torch(m, torch_reference(fp, "q8_0"), prompts)
+    assert_ternary_parity(got, want, f"fp q8_0 ({isa})")
+    m.truncate(0)
+    np.testing.assert_array_equal(decode_each(m, prompts[0]), got[0])
 
 
 @pytest.mark.parametrize("embed_type", ["q8_0", "q6_k", "q4_0"])

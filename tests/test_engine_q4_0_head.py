@@ -20,6 +20,8 @@ from int8_head_checks import (
     assert_exact_alone_and_batched,
     assert_non_finite_token_gives_nan,
     assert_within_bound,
+    fma32,
+    quantize_acts,
     special_tokens,
 )
 
@@ -28,7 +30,6 @@ from ternlab.inference import _kernels as K
 
 ISAS = K.available_isas()
 U = 2.0**-24  # float32 unit roundoff
-EPS = np.float32(1e-5)  # the activation quantizer's EPS (quant_act.h)
 QK = 32  # values per Q4_0 block
 BLOCK_BYTES = 18  # fp16 d, then 16 bytes of nibbles
 Q4_0 = 2  # the GGML type id
@@ -79,34 +80,6 @@ def blocks_of(w: np.ndarray):
     deq = d[..., None] * q.astype(np.float32)
     np.testing.assert_array_equal(deq.reshape(w.shape), expected_float(w, "q4_0"))
     return q, d
-
-
-def quantize_acts(x: np.ndarray):
-    """Per 32-value block: codes [T, nb, 32] and s [T, nb], all float32 steps."""
-    xb = x.reshape(x.shape[0], -1, QK)
-    m = np.maximum(np.abs(xb).max(axis=-1), EPS)
-    s = (np.float32(1) / m) * np.float32(127)
-    codes = np.clip(np.rint(xb * s[..., None]), -128, 127).astype(np.int64)
-    return codes, s
-
-
-def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 fma(a, b, c), correctly rounded, elementwise.
-
-    a b is exact in float64 (a an integer of at most 14 bits, b 24 bits). The
-    float64 sum of it and c may round; TwoSum gives that rounding error e
-    exactly, and rounding the sum to odd (s, or its float64 neighbour towards
-    e when s has an even significand) keeps enough information that one
-    rounding to float32 (24 bits <= 53 - 2) gives the correctly rounded result.
-    """
-    p = a.astype(np.float64) * b.astype(np.float64)
-    c = c.astype(np.float64)
-    s = p + c
-    bp = s - c
-    e = (p - bp) + (c - (s - bp))
-    even = (s.view(np.uint64) & 1) == 0
-    odd = np.where((e != 0) & even, np.nextafter(s, np.copysign(np.inf, e)), s)
-    return odd.astype(np.float32)
 
 
 def reference(w: np.ndarray, x: np.ndarray) -> np.ndarray:

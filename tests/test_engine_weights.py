@@ -5,11 +5,12 @@ loaded by the C++ engine:
 
 * ternary I2_S / TQ2_0 / TQ1_0: the codes come back exactly, the scale as the
   format stores it, and ``forward`` equals the frozen ``BitLinear`` bit for bit;
-* F32 / F16 / Q8_0: ``forward`` is within the float32 summation error bound of a
+* F32 / F16: ``forward`` is within the float32 summation error bound of a
   float64 product with the dequantized weights, for every ISA, and identical
-  for any thread count and for one token versus a batch (Q6_K quantizes the
-  activations to int8, so its ``forward`` has its own bound and bit-exact
-  reference in test_engine_q6k_head.py; its rows and ISA agreement are here);
+  for any thread count and for one token versus a batch (Q6_K, Q8_0 and Q4_0
+  quantize the activations to int8, so their ``forward`` has its own bound and
+  bit-exact reference in test_engine_q6k_head.py, test_engine_q8_0_int8.py and
+  test_engine_q4_0_head.py; their rows and Q6_K's ISA agreement are here);
 * corrupt or unsupported tensors raise ``GGUFError`` with a clear message.
 """
 
@@ -162,14 +163,10 @@ FLOAT_CASES = [
     ("f16", 1, 8),
     ("f16", 37, 33),
     ("f16", 70, 2049),
-    ("q8_0", 1, 32),
-    ("q8_0", 37, 96),
-    ("q8_0", 70, 2080),
     # rows past K.panel_max_k: column panels
     ("f32", 20, 5200),
     ("f16", 37, 6912),
     ("f16", 5, 2601),
-    ("q8_0", 9, 5152),
 ]
 
 
@@ -220,10 +217,8 @@ def test_float_forward_matches_reference(tmp_path, qtype, n_out, n_in):
         ("f16", 40),
         ("f16", 24),
         ("f16", 1047),
-        ("q8_0", 2080),
         ("q6_k", 2304),
         ("f16", 5003),
-        ("q8_0", 5152),
     ],
 )
 def test_float_simd_isas_identical(tmp_path, qtype, n_in):
@@ -245,7 +240,7 @@ def test_float_simd_isas_identical(tmp_path, qtype, n_in):
 
 
 @pytest.mark.parametrize(
-    "qtype,n_in", [("f32", 5200), ("f16", 6912), ("f16", 2601), ("q8_0", 5152)]
+    "qtype,n_in", [("f32", 5200), ("f16", 6912), ("f16", 2601)]
 )
 def test_float_panels_are_the_sum_of_their_products(tmp_path, qtype, n_in):
     # Rows past panel_max_k are split into column panels of whole 32-column steps,
@@ -258,14 +253,11 @@ def test_float_panels_are_the_sum_of_their_products(tmp_path, qtype, n_in):
     assert lin.panel_k == math.ceil(math.ceil(n_in / panels) / 32) * 32 <= K.panel_max_k
     bounds = list(range(0, n_in, lin.panel_k)) + [n_in]
     assert len(bounds) == panels + 1
-    raw = gguf.GGUFReader(path).tensors[0].data  # f32/f16 values, or Q8_0 bytes
-
-    def columns(a: int, b: int) -> np.ndarray:  # the stored rows' columns [a, b)
-        return raw[:, a // 32 * 34 : b // 32 * 34] if qtype == "q8_0" else raw[:, a:b]
+    raw = gguf.GGUFReader(path).tensors[0].data  # f32/f16 values
 
     def add_parts(wr):
         for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-            part = np.ascontiguousarray(columns(a, b))
+            part = np.ascontiguousarray(raw[:, a:b])
             wr.add_tensor(f"p{i}", part, raw_dtype=GGMLQuantizationType[qtype.upper()])
 
     parts_path = write_gguf(tmp_path / "parts.gguf", add_parts)

@@ -147,7 +147,8 @@ void bind_weights(py::module_& m) {
     m.def("dequantize_row", &dequantize, py::arg("file"), py::arg("name"), py::arg("row"),
           "Row `row` of an F32/F16/Q8_0/Q6_K/Q4_0 tensor as float32.");
     m.def("float_kernel_isa", [] { return std::string(backend().float_isa); },
-          "The ISA of the float (F32/F16/Q8_0/Q6_K/Q4_0) kernels that set_isa's choice selects.");
+          "The ISA of the F32/F16 kernels that set_isa's choice selects (the quantized "
+          "formats' kernels give the same results on every ISA).");
 }
 
 }  // namespace ternlab

@@ -22,6 +22,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/float_matmul.h"
 #include "kernels/q4_0_int8.h"
+#include "kernels/q8_0_int8.h"
 #include "kernels/ternary_pack.h"
 #include "model/engine.h"
 #include "model/threadpool.h"
@@ -243,11 +244,11 @@ FloatFormat float_format(uint32_t type) {
     }
 }
 
-// Columns per panel for rows of k values: as even as whole 32-column steps allow
-// (Q8_0 blocks stay whole). Q6_K and Q4_0 keep whole rows: their kernels quantize
-// the activations to int8 and never re-read them as float32.
+// Columns per panel for F32/F16 rows of k values: as even as whole 32-column steps
+// allow. The quantized formats keep whole rows: their kernels quantize the
+// activations to int8 and never re-read them as float32.
 int64_t float_panel_k(FloatFormat fmt, int64_t k) {
-    if (fmt == kFmtQ6_K || fmt == kFmtQ4_0 || k <= kFloatPanelMaxK) return 0;
+    if ((fmt != kFmtF32 && fmt != kFmtF16) || k <= kFloatPanelMaxK) return 0;
     const int64_t panels = (k + kFloatPanelMaxK - 1) / kFloatPanelMaxK;
     return ((k + panels - 1) / panels + kQ8Block - 1) / kQ8Block * kQ8Block;
 }
@@ -268,13 +269,14 @@ void split_into_panels(const GgufFile& f, const GgufTensor& t, FloatFormat fmt, 
     f.release(t);
 }
 
-// Copies a Q4_0 tensor's rows into the kernels' order (q4_0_int8.h), `panels`
-// holding them, and frees its mapped pages (the token embedding, when this is
-// the tied head, still reads its rows from the file).
-void repack_q4_0(const GgufFile& f, const GgufTensor& t, Linear& w) {
+// Copies a Q4_0 or Q8_0 tensor's rows into the kernels' order (q4_0_int8.h,
+// q8_0_int8.h), `panels` holding them, and frees its mapped pages (the token
+// embedding, when this is the tied head, still reads its rows from the file).
+void repack_rows(const GgufFile& f, const GgufTensor& t, Linear& w) {
     w.panels = aligned_bytes(static_cast<size_t>(w.row_bytes * w.n_out));
+    const auto repack = t.type == kQ4_0 ? q40_repack_row : q80_repack_row;
     for (int64_t o = 0; o < w.n_out; ++o)
-        q40_repack_row(t.data + o * w.row_bytes, w.n_in, w.panels.data() + o * w.row_bytes);
+        repack(t.data + o * w.row_bytes, w.n_in, w.panels.data() + o * w.row_bytes);
     w.data = w.panels.data();
     f.release(t);
 }
@@ -328,7 +330,7 @@ Linear load_linear(const GgufFile& f, const GgufTensor& t, Layout layout) {
             w.row_bytes = float_row_bytes(fmt, w.n_in);
             w.panel_k = float_panel_k(fmt, w.n_in);
             if (w.panel_k > 0) split_into_panels(f, t, fmt, w);
-            if (t.type == kQ4_0) repack_q4_0(f, t, w);
+            if (t.type == kQ4_0 || t.type == kQ8_0) repack_rows(f, t, w);
             return w;
         }
         default:

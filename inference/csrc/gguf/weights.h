@@ -5,9 +5,9 @@
 // tensor, and multiplied as the frozen BitLinear of docs/quantization.md
 // (per-token int8 activations, exact int32 accumulation). Float tensors (F32,
 // F16, Q8_0, Q6_K, Q4_0) stay in the mapping (the FP16 baseline and the output
-// head): F32, F16 and Q8_0 are multiplied in float32 with fp32 activations, Q6_K
-// and Q4_0 with int8 activations per 256- and 32-value block (q6k_int8.h,
-// q4_0_int8.h).
+// head): F32 and F16 are multiplied in float32 with fp32 activations, Q6_K,
+// Q8_0 and Q4_0 with int8 activations per 256- and 32-value block (q6k_int8.h,
+// q8_0_int8.h, q4_0_int8.h).
 #pragma once
 
 #include <cstdint>
@@ -36,11 +36,11 @@ struct Linear {
     Layout layout = kBits2;   // ternary: the packed layout
     AlignedBytes packed;      // ternary: n_out rows of packed_row_bytes(n_in, layout)
     float scale = 0.0f;       // ternary: the per-tensor weight scale
-    // Float types: rows inside the mapping, or in `panels` (column panels; Q4_0's
-    // rows repacked for its kernels, q4_0_int8.h).
+    // Float types: rows inside the mapping, or in `panels` (F32/F16 column panels;
+    // Q4_0's and Q8_0's rows repacked for their kernels, q4_0_int8.h, q8_0_int8.h).
     const uint8_t* data = nullptr;
     int64_t row_bytes = 0;          // float types: bytes per row (of a whole panel)
-    // Float types with n_in > kFloatPanelMaxK (not Q6_K, Q4_0): the columns in panels of
+    // F32/F16 with n_in > kFloatPanelMaxK: the columns in panels of
     // panel_k (the last may be narrower), panel p the n_out rows of its columns,
     // stored one after another in `panels`; `data` points at panel 0. 0: one panel.
     int64_t panel_k = 0;

@@ -17,9 +17,9 @@ struct Backend {
     QuantRowKernel quant_row;                // per-token int8 activation codes
     MatmulKernel ternary_gemv[kNumLayouts];  // T == 1, per packed layout
     MatmulKernel ternary_gemm[kNumLayouts];  // T >= 2
-    FloatKernel float_gemv[kNumFloatFormats];  // F32, F16, Q8_0, Q6_K rows; T == 1
+    FloatKernel float_gemv[kNumFloatFormats];  // F32, F16, Q8_0, Q6_K, Q4_0 rows; T == 1
     FloatKernel float_gemm[kNumFloatFormats];  // any T
-    const char* float_isa;  // whose F32/F16/Q8_0 kernels these are (avx512vbmi: avx512's)
+    const char* float_isa;  // whose F32/F16 kernels these are (avx512vbmi: avx512's)
     // Attention inner loops for head_dim % attention_lanes == 0 (the scalar ones otherwise).
     const AttentionKernels* attention;
     int attention_lanes;

@@ -1,18 +1,17 @@
-// Float weight x float32 activation products for the F32, F16, Q8_0 and Q6_K
-// tensors of a GGUF model (the FP16 baseline's layers and the output head):
+// Float weight x float32 activation products for the F32, F16, Q8_0, Q6_K and
+// Q4_0 tensors of a GGUF model (the FP16 baseline's layers and the output head):
 //
-//   y[t, o] = sum_k w[o, k] * x[t, k]   in float32
+//   y[t, o] = sum_k w[o, k] * x[t, k]
 //
-// The weights stay in their file format and are converted in registers; the
-// converted values are exact in float32 (an fp16 value, or an int8 code times
-// an fp16 block scale: at most 8 x 11 significant bits), so the only rounding
-// is the float32 accumulation. Q6_K is the exception: its kernels quantize the
-// activations to int8 per 256-value block and multiply in integers
-// (q6k_int8.h, whose comment defines their numerics; ggml's Q6_K x Q8_K), and
-// so is Q4_0, per 32-value block (q4_0_int8.h; ggml's Q4_0 x Q8_0). The rest
-// of this comment is about F32, F16 and Q8_0. Activations are NOT quantized (ggml's Q8_0 x
-// Q8_0 dot would add an int8 rounding of x): a Q8_0 head gives the logits of
-// its dequantized weights to within float32 summation error.
+// F32 and F16 rows are multiplied in float32 with float32 activations: the
+// weights stay in their file format and are converted in registers (an fp16
+// value is exact in float32), so the only rounding is the float32
+// accumulation. The quantized formats quantize the activations to int8 and
+// multiply in integers, as ggml does: Q6_K per 256-value block (q6k_int8.h,
+// ggml's Q6_K x Q8_K), Q8_0 and Q4_0 per 32-value block (q8_0_int8.h and
+// q4_0_int8.h; ggml's Q8_0 x Q8_0 and Q4_0 x Q8_0). Each of those headers
+// defines its numerics; their kernels are bit-identical across ISAs. The rest
+// of this comment is about F32 and F16.
 //
 // Every output element is computed by the same sequence of operations whatever
 // the thread split, the row tiling or the token count (GEMV and GEMM share
@@ -116,21 +115,15 @@ float* float_scratch(int64_t n);
 // ---- kernels -------------------------------------------------------------------
 void float_matmul_f32_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_q6_k_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q6k_int8.cpp
 
 void float_gemv_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-void float_gemv_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
-
-void float_gemv_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f32_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
-void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 // Q6_K x int8 (q6k_int8.h): all bit-identical with the scalar reference.
 void float_gemv_q6_k_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);
@@ -145,5 +138,10 @@ void float_matmul_q4_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  
 void float_matmul_q4_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // GEMV and GEMM
 void float_matmul_q4_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_q4_0_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+
+// Q8_0 x int8 (q8_0_int8.h): all bit-identical with the scalar reference.
+void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q8_0_int8.cpp
+void float_matmul_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // GEMV and GEMM
+void float_matmul_q8_0_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

@@ -81,7 +81,7 @@ float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r
                 acc[p & 1][l] = std::fmaf(static_cast<float>(lanes[l]), f[l / 4], acc[p & 1][l]);
         }
     }
-    return q40_reduce(acc[0], acc[1]);
+    return int8_lanes_reduce(acc[0], acc[1]);
 }
 
 }  // namespace
@@ -125,7 +125,7 @@ void float_matmul_q4_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
         for (int64_t t = 0; t < a.T; ++t)
             a.y[t * a.y_stride + o] =
                 x.finite[t] ? row_dot(a.w + o * a.row_bytes, a.K, x.codes + t * a.K, x.r + t * nb)
-                            : kQ40NaN;
+                            : kInt8RefusedToken;
 }
 
 }  // namespace ternlab

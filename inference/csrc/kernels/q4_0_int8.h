@@ -41,9 +41,9 @@
 #pragma once
 
 #include <cstdint>
-#include <limits>
 
 #include "kernels/float_matmul.h"
+#include "kernels/int8_lanes.h"
 
 namespace ternlab {
 
@@ -71,19 +71,10 @@ struct Q40Acts {
 // scratch, codes grouped by `group` blocks; valid until the thread's next call.
 Q40Acts q40_quantize_acts(const float* x, int64_t T, int64_t K, int group);
 
-inline constexpr float kQ40NaN = std::numeric_limits<float>::quiet_NaN();
-
 // Rows per GEMM tile: their weights (K / 32 * 18 bytes each) stay in cache while
 // every token of the call passes over them. Each ISA writes this row loop out
 // with its row_dot inlined: called through a pointer, the 2B head took 25%
 // longer (AVX2, one thread: 12-12.7 ms against 9-10).
 constexpr int64_t kQ40RowTile = 16;
-
-// The final reduction of the two accumulators' lanes, in the order defined above.
-inline float q40_reduce(const float* e, const float* o) {
-    float s[8];
-    for (int l = 0; l < 8; ++l) s[l] = e[l] + o[l];
-    return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
-}
 
 }  // namespace ternlab

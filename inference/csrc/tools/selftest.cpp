@@ -7,7 +7,9 @@
 //            non-finite rows): bit-exact
 //   q6k      Q6_K x int8 GEMV and GEMM, several row splits, a refused token: bit-exact
 //   q4_0     Q4_0 x int8 the same (odd and even pair counts): bit-exact
-//   float    F32/F16/Q8_0 GEMV and GEMM: within the float32 summation bound
+//   q8_0     Q8_0 x int8 the same (odd block counts, short last groups; codes
+//            over all of -128..127): bit-exact
+//   float    F32/F16 GEMV and GEMM: within the float32 summation bound
 //            2 (K + 1) u sum_k |w_k x_k| (u = 2^-24; fused multiply-adds and
 //            another order than the reference)
 //   attention the three kernels within their rounding bounds (below), and the
@@ -43,6 +45,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/float_matmul.h"
 #include "kernels/q4_0_int8.h"
+#include "kernels/q8_0_int8.h"
 #include "kernels/q6k.h"
 #include "kernels/quant_act.h"
 #include "kernels/ternary_pack.h"
@@ -168,7 +171,7 @@ void test_quant() {
     }
 }
 
-// ---- float kernels: F32, F16, Q8_0, and Q6_K, Q4_0 x int8 ------------------------
+// ---- float kernels: F32, F16, and Q6_K, Q8_0, Q4_0 x int8 ------------------------
 // A random finite fp16 with a biased exponent in [e0, e1].
 uint16_t rand_half(int e0, int e1) {
     const uint32_t e = static_cast<uint32_t>(e0) + rng() % static_cast<uint32_t>(e1 - e0 + 1);
@@ -194,22 +197,23 @@ std::vector<uint8_t> random_rows(FloatFormat f, int64_t n, int64_t k) {
         for (size_t b = 0; b < w.size(); b += static_cast<size_t>(block))
             put16(b + d_at, rand_half(6, 14));
     }
-    if (f == kFmtQ4_0) {  // the kernels read rows repacked, as load_linear gives them
-        const std::vector<uint8_t> gguf = w;
+    if (f == kFmtQ4_0 || f == kFmtQ8_0) {  // the kernels read rows repacked, as load_linear
+        const std::vector<uint8_t> gguf = w;  // gives them
         const int64_t rb = float_row_bytes(f, k);
-        for (int64_t o = 0; o < n; ++o) q40_repack_row(&gguf[o * rb], k, &w[o * rb]);
+        const auto repack = f == kFmtQ4_0 ? q40_repack_row : q80_repack_row;
+        for (int64_t o = 0; o < n; ++o) repack(&gguf[o * rb], k, &w[o * rb]);
     }
     return w;
 }
 
 void test_float() {
-    const char* names[] = {"float-f32", "float-f16", "float-q8_0", "q6k", "q4_0"};
+    const char* names[] = {"float-f32", "float-f16", "q8_0", "q6k", "q4_0"};
     for (FloatFormat f : {kFmtF32, kFmtF16, kFmtQ8_0, kFmtQ6_K, kFmtQ4_0}) {
-        const bool int8 = f == kFmtQ6_K || f == kFmtQ4_0;  // bit-exact with the reference
+        const bool int8 = f != kFmtF32 && f != kFmtF16;  // bit-exact with the reference
         std::vector<int64_t> ks = {256, 768};
         if (f == kFmtQ4_0) ks = {64, 192, 320, 384, 448};  // 1, 3, 5, 6, 7 pairs of blocks
-        if (!int8) ks = {32, 96, 320};
-        if (f == kFmtF32 || f == kFmtF16) ks.insert(ks.end(), {7, 45});
+        if (f == kFmtQ8_0) ks = {32, 96, 224, 288, 320};  // 1, 3, 7, 9, 10 blocks
+        if (!int8) ks = {7, 32, 45, 96, 320};
         for (int64_t k : ks)
             for (int64_t n : {1, 5, 17, 33})
                 for (int64_t t : {1, 2, 3, 6, 8, 9}) {  // 8, 9: both sides of kSmallT

@@ -20,11 +20,11 @@ const Backend& avx2_backend() {
         t.ternary_gemm[kBase3] = gemm3_avx2;
         t.float_gemv[kFmtF32] = float_gemv_f32_avx2;
         t.float_gemv[kFmtF16] = float_gemv_f16_avx2;
-        t.float_gemv[kFmtQ8_0] = float_gemv_q8_0_avx2;
+        t.float_gemv[kFmtQ8_0] = float_matmul_q8_0_avx2;
         t.float_gemv[kFmtQ6_K] = float_gemv_q6_k_avx2;
         t.float_gemm[kFmtF32] = float_gemm_f32_avx2;
         t.float_gemm[kFmtF16] = float_gemm_f16_avx2;
-        t.float_gemm[kFmtQ8_0] = float_gemm_q8_0_avx2;
+        t.float_gemm[kFmtQ8_0] = float_matmul_q8_0_avx2;
         t.float_gemm[kFmtQ6_K] = float_gemm_q6_k_avx2;
         t.float_gemv[kFmtQ4_0] = float_matmul_q4_0_avx2;
         t.float_gemm[kFmtQ4_0] = float_matmul_q4_0_avx2;

@@ -71,12 +71,6 @@ struct F16 {
     }
 };
 
-// Q8_0 step j (0..3) of a block: 8 int8 codes times the block's d (exact).
-TL_F16C inline __m256 q8_step(const uint8_t* blk, int j, __m256 d) {
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + kW * j));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-}
-
 // ---- GEMV ------------------------------------------------------------------------
 template <class Fmt>
 TL_F16C inline void gemv_row(const FloatGemmArgs& a, int64_t o) {
@@ -104,29 +98,9 @@ TL_F16C inline void gemv_row(const FloatGemmArgs& a, int64_t o) {
     a.y[o] = hsum(acc);
 }
 
-// Q8_0: K is a multiple of 32, so a block is exactly steps 4b .. 4b+3.
-TL_F16C inline void gemv_q8_row(const FloatGemmArgs& a, int64_t o) {
-    const uint8_t* w = a.w + o * a.row_bytes;
-    __m256 acc[kAcc];
-    for (int j = 0; j < kAcc; ++j) acc[j] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < a.K / kQ8Block; ++b) {
-        const uint8_t* blk = w + b * kQ8BlockBytes;
-        const __m256 d = _mm256_set1_ps(half_to_float(blk));
-        for (int j = 0; j < kAcc; ++j)
-            acc[j] = _mm256_fmadd_ps(q8_step(blk, j, d),
-                                     _mm256_loadu_ps(a.x + b * kQ8Block + kW * j), acc[j]);
-    }
-    a.y[o] = hsum(acc);
-}
-static_assert(kQ8Block == kAcc * kW, "a Q8_0 block is one step per accumulator");
-
 template <class Fmt>
 TL_F16C void gemv(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o) gemv_row<Fmt>(a, o);
-}
-
-TL_F16C void gemv_q8(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    for (int64_t o = o0; o < o1; ++o) gemv_q8_row(a, o);
 }
 
 // ---- GEMM ------------------------------------------------------------------------
@@ -184,21 +158,12 @@ TL_F16C inline void chunk_dispatch(int tt, const float* w, const float* x, int64
 }
 static_assert(kTileTokens == 3, "chunk_dispatch handles tiles of 1 to 3 tokens");
 
-// Row o as exact float32 into dst (K values).
-TL_F16C inline void convert_row(FloatFormat fmt, const FloatGemmArgs& a, int64_t o, float* dst) {
+// F16 row o as float32 into dst (K values).
+TL_F16C inline void convert_row(const FloatGemmArgs& a, int64_t o, float* dst) {
     const uint8_t* row = a.w + o * a.row_bytes;
-    if (fmt == kFmtF16) {
-        int64_t s = 0;
-        for (; kW * (s + 1) <= a.K; ++s) _mm256_storeu_ps(dst + kW * s, F16::load(row, s));
-        for (int64_t k = kW * s; k < a.K; ++k) dst[k] = half_to_float(row + 2 * k);
-    } else {
-        for (int64_t b = 0; b < a.K / kQ8Block; ++b) {
-            const uint8_t* blk = row + b * kQ8BlockBytes;
-            const __m256 d = _mm256_set1_ps(half_to_float(blk));
-            for (int j = 0; j < kQ8Block / kW; ++j)
-                _mm256_storeu_ps(dst + b * kQ8Block + kW * j, q8_step(blk, j, d));
-        }
-    }
+    int64_t s = 0;
+    for (; kW * (s + 1) <= a.K; ++s) _mm256_storeu_ps(dst + kW * s, F16::load(row, s));
+    for (int64_t k = kW * s; k < a.K; ++k) dst[k] = half_to_float(row + 2 * k);
 }
 
 // Rows [ob, ob + rows) (float32 rows w[r]) for tokens [t, t + tt).
@@ -228,7 +193,7 @@ TL_F16C void gemm(FloatFormat fmt, const FloatGemmArgs& a, int64_t o0, int64_t o
         for (int64_t r = 0; r < rows; ++r) {
             w[r] = reinterpret_cast<const float*>(a.w + (ob + r) * a.row_bytes);
             if (fmt != kFmtF32) {
-                convert_row(fmt, a, ob + r, panel + r * a.K);
+                convert_row(a, ob + r, panel + r * a.K);
                 w[r] = panel + r * a.K;
             }
         }
@@ -242,16 +207,12 @@ TL_F16C void gemm(FloatFormat fmt, const FloatGemmArgs& a, int64_t o0, int64_t o
 
 void float_gemv_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) { gemv<F32>(a, o0, o1); }
 void float_gemv_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) { gemv<F16>(a, o0, o1); }
-void float_gemv_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) { gemv_q8(a, o0, o1); }
 
 void float_gemm_f32_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     gemm(kFmtF32, a, o0, o1, nullptr);
 }
 void float_gemm_f16_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     gemm(kFmtF16, a, o0, o1, float_scratch(kRowBlock * a.K));
-}
-void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    gemm(kFmtQ8_0, a, o0, o1, float_scratch(kRowBlock * a.K));
 }
 
 }  // namespace ternlab
@@ -261,10 +222,8 @@ void float_gemm_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 namespace ternlab {
 void float_gemv_f32_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemv_f16_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
-void float_gemv_q8_0_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_f32_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_f16_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
-void float_gemm_q8_0_avx2(const FloatGemmArgs&, int64_t, int64_t) {}
 }  // namespace ternlab
 
 #endif

@@ -95,7 +95,7 @@ TL_Q40 void matmul(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
                 a.y[t * a.y_stride + o] =
                     x.finite[t] ? row_dot(a.w + o * a.row_bytes, a.K, x.codes + t * a.K,
                                           x.r + t * nb, x.off + t * nb * 4)
-                                : kQ40NaN;
+                                : kInt8RefusedToken;
     }
 }
 

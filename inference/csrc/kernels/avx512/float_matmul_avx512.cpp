@@ -107,27 +107,14 @@ TL_F512 inline void chunk_rows(int64_t rows, int tt, const float* const* w, cons
 }
 static_assert(kTileRows == 4 && kTileTokens == 3, "chunk_rows / chunk_tokens dispatch");
 
-// Row o as exact float32 into dst (K values).
-TL_F512 inline void convert_row(FloatFormat fmt, const FloatGemmArgs& a, int64_t o, float* dst) {
+// F16 row o as float32 into dst (K values).
+TL_F512 inline void convert_row(const FloatGemmArgs& a, int64_t o, float* dst) {
     const uint8_t* row = a.w + o * a.row_bytes;
-    if (fmt == kFmtF16) {
-        int64_t k = 0;
-        for (; k + kW <= a.K; k += kW)
-            _mm512_storeu_ps(dst + k, _mm512_cvtph_ps(_mm256_loadu_si256(
-                                          reinterpret_cast<const __m256i*>(row + 2 * k))));
-        for (; k < a.K; ++k) dst[k] = half_to_float(row + 2 * k);
-    } else {
-        for (int64_t b = 0; b < a.K / kQ8Block; ++b) {
-            const uint8_t* blk = row + b * kQ8BlockBytes;
-            const __m512 d = _mm512_set1_ps(half_to_float(blk));
-            for (int h = 0; h < 2; ++h) {
-                const __m128i q =
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + kW * h));
-                _mm512_storeu_ps(dst + b * kQ8Block + kW * h,
-                                 _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d));
-            }
-        }
-    }
+    int64_t k = 0;
+    for (; k + kW <= a.K; k += kW)
+        _mm512_storeu_ps(dst + k, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                      reinterpret_cast<const __m256i*>(row + 2 * k))));
+    for (; k < a.K; ++k) dst[k] = half_to_float(row + 2 * k);
 }
 
 // Rows [ob, ob + rows) (float32 rows w[r]) for tokens [t, t + tt).
@@ -160,7 +147,7 @@ TL_F512 void gemm(FloatFormat fmt, const FloatGemmArgs& a, int64_t o0, int64_t o
         for (int64_t r = 0; r < rows; ++r) {
             w[r] = reinterpret_cast<const float*>(a.w + (ob + r) * a.row_bytes);
             if (fmt != kFmtF32) {
-                convert_row(fmt, a, ob + r, panel + r * a.K);
+                convert_row(a, ob + r, panel + r * a.K);
                 w[r] = panel + r * a.K;
             }
         }
@@ -178,9 +165,6 @@ void float_gemm_f32_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 void float_gemm_f16_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     gemm(kFmtF16, a, o0, o1, float_scratch(kRowBlock * a.K));
 }
-void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    gemm(kFmtQ8_0, a, o0, o1, float_scratch(kRowBlock * a.K));
-}
 
 }  // namespace ternlab
 
@@ -189,7 +173,6 @@ void float_gemm_q8_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 namespace ternlab {
 void float_gemm_f32_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 void float_gemm_f16_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
-void float_gemm_q8_0_avx512(const FloatGemmArgs&, int64_t, int64_t) {}
 }  // namespace ternlab
 
 #endif

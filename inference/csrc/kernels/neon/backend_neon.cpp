@@ -1,4 +1,4 @@
-// The NEON backend (baseline ARMv8-A AdvSIMD). F32, F16 and Q8_0 rows keep the
+// The NEON backend (baseline ARMv8-A AdvSIMD). F32 and F16 rows keep the
 // scalar reference. The 2-bit layout stays preferred: the base-3 kernels are
 // bit-exact (qemu self-test) but have not been timed on an aarch64 CPU yet.
 #include "kernels/dispatch.h"
@@ -20,6 +20,8 @@ const Backend& neon_backend() {
         t.ternary_gemm[kBase3] = gemm3_neon;
         t.float_gemv[kFmtQ6_K] = float_gemv_q6_k_neon;
         t.float_gemm[kFmtQ6_K] = float_gemm_q6_k_neon;
+        t.float_gemv[kFmtQ8_0] = float_matmul_q8_0_neon;
+        t.float_gemm[kFmtQ8_0] = float_matmul_q8_0_neon;
         t.float_gemv[kFmtQ4_0] = float_matmul_q4_0_neon;
         t.float_gemm[kFmtQ4_0] = float_matmul_q4_0_neon;
         t.attention = &kAttentionNeon;

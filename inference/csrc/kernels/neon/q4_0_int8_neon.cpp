@@ -75,7 +75,7 @@ void float_matmul_q4_0_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
                 a.y[t * a.y_stride + o] =
                     x.finite[t]
                         ? row_dot(a.w + o * a.row_bytes, a.K, x.codes + t * a.K, x.r + t * nb)
-                        : kQ40NaN;
+                        : kInt8RefusedToken;
     }
 }
 

@@ -123,8 +123,5 @@ void float_matmul_f32_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 void float_matmul_f16_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
     matmul(kFmtF16, a, o0, o1);
 }
-void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    matmul(kFmtQ8_0, a, o0, o1);
-}
 
 }  // namespace ternlab

@@ -1,11 +1,17 @@
-"""Q4_0 files made by llama.cpp's own quantizer run in the engine as llama.cpp runs them.
+"""Q4_0 and Q8_0 files made by llama.cpp's own quantizer run in the engine as llama.cpp
+runs them.
 
-A small random-weight F16 model is quantized to Q4_0 by ``llama_model_quantize`` (the
-code behind ``llama-quantize``), its token embedding (tied: also the head) to Q4_0 as
-well. Both engines then quantize the activations to int8 per 32 values with slightly
+A small random-weight F16 model is quantized to Q4_0 or Q8_0 by ``llama_model_quantize``
+(the code behind ``llama-quantize``), its token embedding (tied: also the head) to the
+same type. Both engines then quantize the activations to int8 per 32 values with slightly
 different rounding (ternlab's quantizer, llama.cpp's Q8_0), so their logits are close,
-not equal: they must disagree far less than either differs from the F16 model, which is
-the cost of the 4-bit weights both share.
+not equal. For Q4_0 they must disagree far less than either differs from the F16 model,
+the cost of the 4-bit weights both share. For Q8_0 that cost is of the size of the
+disagreement itself: llama.cpp rounds each activation block's scale to fp16, so a few per
+cent of its codes round the other way than ternlab's (measured, rms over the logits:
+engines 0.0065 apart on Q8_0 and 0.0003 on the F16 file; Q8_0 against F16 0.0065; logits
+0.32). There the check is that the disagreement is no larger than that cost and a small
+part of the logits' size (a misread block would move them by their whole size).
 """
 
 from __future__ import annotations
@@ -25,21 +31,26 @@ llama_cpp = pytest.importorskip("llama_cpp")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import random_gguf  # noqa: E402
 
-GGML_TYPE_Q4_0 = 2
+# type name: (GGML type id, llama.cpp's file type)
+TYPES = {
+    "q4_0": (2, llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0),
+    "q8_0": (8, llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0),
+}
 N_TOKENS = 24
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> tuple[Path, Path]:
-    """(the F16 model, llama.cpp's Q4_0 of it)."""
-    d = tmp_path_factory.mktemp("q4_0")
-    src, dst = d / "f16.gguf", d / "q4_0.gguf"
+@pytest.fixture(scope="module", params=sorted(TYPES))
+def files(request, tmp_path_factory) -> tuple[Path, Path]:
+    """(the F16 model, llama.cpp's Q4_0 or Q8_0 of it)."""
+    type_id, ftype = TYPES[request.param]
+    d = tmp_path_factory.mktemp(request.param)
+    src, dst = d / "f16.gguf", d / f"{request.param}.gguf"
     random_gguf.write_random_gguf(src, random_gguf.SHAPES["small"], "f16", "f16", "bitnet", 0)
     p = llama_cpp.llama_model_quantize_default_params()
-    p.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    p.ftype = ftype
     p.nthread = 1
-    p.token_embedding_type = GGML_TYPE_Q4_0
-    p.output_tensor_type = GGML_TYPE_Q4_0
+    p.token_embedding_type = type_id
+    p.output_tensor_type = type_id
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(p))
     assert rc == 0, f"llama_model_quantize returned {rc}"
     return src, dst
@@ -54,10 +65,11 @@ def _ours(path: Path) -> np.ndarray:
 
 
 def test_linear_layers_decode_as_gguf_py(files):
-    """Every Q4_0 matrix llama.cpp wrote multiplies within the activation rounding of
+    """Every quantized matrix llama.cpp wrote multiplies within the activation rounding of
     x @ W^T, W being gguf-py's dequantization of the same bytes."""
     _, dst = files
-    tensors = [t for t in GGUFReader(dst).tensors if t.tensor_type.name == "Q4_0"]
+    qtype = dst.stem.upper()
+    tensors = [t for t in GGUFReader(dst).tensors if t.tensor_type.name == qtype]
     assert {t.name for t in tensors} >= {"token_embd.weight", "blk.0.attn_q.weight"}
     r = np.random.default_rng(1)
     for t in tensors:
@@ -86,6 +98,10 @@ def test_logits_match_llamacpp(files):
 
     disagreement, weight_cost = rms(ours - theirs), rms(theirs - f16)
     print(f"rms: ternlab - llama.cpp {disagreement:.4f}, llama.cpp - f16 {weight_cost:.4f}")
-    assert weight_cost > 0.01  # the 4-bit weights do change the logits
-    assert disagreement < 0.25 * weight_cost
-    assert np.abs(ours - theirs).max() < 0.25 * np.abs(theirs - f16).max()
+    assert weight_cost > 0.001  # the quantized weights do change the logits
+    if dst.stem == "q4_0":
+        assert disagreement < 0.25 * weight_cost
+        assert np.abs(ours - theirs).max() < 0.25 * np.abs(theirs - f16).max()
+    else:
+        assert disagreement < 1.5 * weight_cost
+        assert disagreement < 0.05 * rms(theirs)
