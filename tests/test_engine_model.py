@@ -6,8 +6,8 @@ exact integer computation of the engine). The PyTorch side uses exactly what the
 file holds: embeddings/head rounded as exported (F16, Q8_0, Q6_K or Q4_0), TQ
 scales rounded to fp16, the int8 activations of Q6_K, Q8_0 and Q4_0 matrices
 (``IntActLinear``). What remains are float32 rounding differences (RMSNorm sums,
-exp, attention order), about 4e-7 of the logit scale; they depend on the CPU (PyTorch picks its kernels by CPU
-family, and the tiny checkpoints are trained on it).
+exp, attention order), about 4e-7 of the logit scale; they depend on the CPU
+(PyTorch picks its kernels by CPU family, and the tiny checkpoints are trained on it).
 
 The flip analysis. Rarely such a 1-ulp difference moves an activation across an
 int8 rounding boundary; that one flipped code shifts the logits of its position,
