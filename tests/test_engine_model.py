@@ -144,8 +144,11 @@ def torch_reference(ckpt: Path, qtype: str, embed_type: str = "f16") -> torch.nn
                 m.weight.copy_(torch.from_numpy(expected_float(m.weight.numpy(), qtype)))
                 if qtype in INT8_BLOCK:
                     parent, _, child = name.rpartition(".")
-                    setattr(model.get_submodule(parent), child,
-                            IntActLinear(m.weight, INT8_BLOCK[qtype]))
+                    setattr(
+                        model.get_submodule(parent),
+                        child,
+                        IntActLinear(m.weight, INT8_BLOCK[qtype]),
+                    )
     return model
 
 

@@ -239,9 +239,7 @@ def test_float_simd_isas_identical(tmp_path, qtype, n_in):
     np.testing.assert_array_equal(outs[0][0], outs[0][1])
 
 
-@pytest.mark.parametrize(
-    "qtype,n_in", [("f32", 5200), ("f16", 6912), ("f16", 2601)]
-)
+@pytest.mark.parametrize("qtype,n_in", [("f32", 5200), ("f16", 6912), ("f16", 2601)])
 def test_float_panels_are_the_sum_of_their_products(tmp_path, qtype, n_in):
     # Rows past panel_max_k are split into column panels of whole 32-column steps,
     # as even as those allow; y is panel 0's product + panel 1's + ... in float32, in
