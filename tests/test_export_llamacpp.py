@@ -4,8 +4,12 @@ A small SiLU model (tied embeddings, as llama.cpp's ``bitnet`` graph needs) is
 trained for 300 steps on the arithmetic data, exported as TQ1_0, TQ2_0 and, for
 the FP baseline, F16. llama.cpp quantizes activations per 256 values (Q8_K)
 where ternlab quantizes per token, so logits are close, not equal: we require
-|Δlogit| <= 0.25 (measured about 0.05 on logits up to ~14) and the same greedy
-tokens for 20 steps.
+|Δlogit| <= 0.25 (measured about 0.05 on logits up to ~14) at every position of
+one teacher-forced sequence, and the same greedy tokens for 20 steps up to the
+first near tie. The model is trained on the machine that runs the test, and
+PyTorch's CPU kernels differ between ISAs, so a near tie (PyTorch's top two
+closer than two tolerances) can occur on one CPU and not another; there the
+other activation quantization may legitimately pick the other token.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def _greedy_llama(llm, prompt: list[int]) -> list[int]:
 
 
 def _compare(ckpt: Path, gguf: Path, model=None) -> float:
-    """Assert greedy equality and close logits; returns the largest |Δlogit|."""
+    """Assert close logits and greedy equality up to a near tie; returns the largest |Δlogit|."""
     from transformers import AutoTokenizer
 
     prompt = AutoTokenizer.from_pretrained(ckpt).encode(PROMPT)
@@ -102,10 +106,24 @@ def _compare(ckpt: Path, gguf: Path, model=None) -> float:
         scores = np.array(llm.scores[: len(prompt) + N_NEW])
     finally:
         llm.close()
-    assert theirs == ours
     diff = float(np.abs(scores - logits).max())
     assert diff <= LOGIT_TOL, diff
+    _assert_same_greedy(ours, theirs, logits[len(prompt) - 1 :])
     return diff
+
+
+def _assert_same_greedy(ours: list[int], theirs: list[int], logits: np.ndarray) -> None:
+    """llama.cpp's greedy tokens equal ours up to the first step where it picks a token
+    PyTorch ranks within ``2 * LOGIT_TOL`` of its own pick (a flip the logit bound allows)."""
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if a == b:
+            continue
+        margin = float(logits[step, a] - logits[step, b])
+        assert margin <= 2 * LOGIT_TOL, (
+            f"greedy step {step}: llama.cpp picked token {b}, which PyTorch ranks {margin:.3f} "
+            f"below its pick {a}; only a near tie (<= {2 * LOGIT_TOL}) may flip"
+        )
+        return
 
 
 def test_llamacpp_tokenizes_like_ours(silu_ckpt, tmp_path):
