@@ -9,6 +9,8 @@
 // instantiate std templates inside target-specific functions.
 #pragma once
 
+#include <cstdint>
+
 #if defined(__x86_64__) || defined(__i386__)
 #define TERNLAB_X86 1
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
@@ -24,6 +26,20 @@
 #define TL_AVX512VBMI                                                                     \
     __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni," \
                           "avx512vbmi")))
+namespace ternlab {
+// The decode GEMVs read their weights as one sequential stream; on Zen 3 the
+// hardware prefetchers alone kept it at about 60% of the read bandwidth at one
+// thread. Each GEMV step asks for the n bytes kStreamPrefetch ahead of what it
+// reads (n: the bytes that step consumes). A prefetch never faults, so running
+// past the end of a matrix is harmless (the address is formed as an integer:
+// no out-of-bounds pointer arithmetic).
+constexpr int64_t kStreamPrefetch = 4096;
+inline void prefetch_ahead(const void* p, int64_t n) {
+    const uintptr_t q = reinterpret_cast<uintptr_t>(p) + kStreamPrefetch;
+    for (int64_t i = 0; i < n; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(q + static_cast<uintptr_t>(i)), _MM_HINT_T0);
+}
+}  // namespace ternlab
 #else
 #define TERNLAB_X86 0
 #endif

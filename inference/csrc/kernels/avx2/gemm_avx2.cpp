@@ -30,7 +30,6 @@ constexpr int64_t kPanelK = 4096;        // GEMM: K per decoded panel (4 rows x 
 constexpr int64_t kStepsPerWiden = 32;   // GEMM: 32-byte steps per int16 run: 32*512 = 16384
 constexpr int64_t kSb3PerWiden = 3;      // base-3 GEMV: 3 super-blocks * 10 maddubs * 512 = 15360
 constexpr int64_t kPanelK3 = 3840;       // base-3 GEMM: 12 super-blocks of 320, the same L1 budget
-constexpr int64_t kPrefetchBlocks = 16;  // base-3 GEMV prefetch distance, super-blocks of a row
 
 TL_AVX2 inline int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -61,6 +60,7 @@ TL_AVX2 inline void gemv_rows(const GemmArgs& a, int64_t o) {
         for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
         for (int64_t sb = sb0; sb < sb1; ++sb) {
             const int8_t* xb = a.x + sb * kQK;
+            for (int r = 0; r < R; ++r) prefetch_ahead(rw[r].sb(sb), kBlockBytes);  // isa.h
             // Row by row: the activations come again from L1 (cheap loads) instead of
             // being held for all R rows, which spilled the accumulators (16 ymm).
             for (int r = 0; r < R; ++r)
@@ -279,10 +279,7 @@ TL_AVX2 inline void gemv3_rows(const GemmArgs& a, int64_t o, const Base3Table& t
         for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
         for (int64_t sb = sb0; sb < sb1; ++sb) {
             const int8_t* xb = a.x + sb * kQK3;
-            // A prefetch past the end of the matrix never faults.
-            for (int r = 0; r < R; ++r)
-                _mm_prefetch(reinterpret_cast<const char*>(rw[r].sb(sb + kPrefetchBlocks)),
-                             _MM_HINT_T0);
+            for (int r = 0; r < R; ++r) prefetch_ahead(rw[r].sb(sb), kBlockBytes);  // isa.h
             for (int h = 0; h < 2; ++h) {
                 __m256i xv[5];
                 for (int j = 0; j < 5; ++j)

@@ -97,6 +97,7 @@ TL_Q6K2 inline float row_dot(const uint8_t* row, int64_t K, const int8_t* code, 
     for (int64_t b = 0; b < K / kQ6KBlock; ++b) {
         const uint8_t* blk = row + b * kQ6KBlockBytes;
         const int8_t* c = code + b * kQ6KBlock;
+        prefetch_ahead(blk, kQ6KBlockBytes);  // isa.h
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
             __m256i y[4], sv[4];

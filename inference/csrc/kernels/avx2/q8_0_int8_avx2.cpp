@@ -40,6 +40,7 @@ TL_Q80 float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const f
     for (int64_t g0 = 0; g0 < nb; g0 += kQ80GroupBlocks) {
         const int64_t n = nb - g0 < kQ80GroupBlocks ? nb - g0 : kQ80GroupBlocks;
         const uint8_t* group = row + kQ8BlockBytes * g0;
+        prefetch_ahead(group, kQ8BlockBytes * kQ80GroupBlocks);  // isa.h
         const __m256 f = _mm256_mul_ps(
             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group))),
             _mm256_loadu_ps(r + g0));
