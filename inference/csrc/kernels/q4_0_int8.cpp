@@ -15,16 +15,9 @@ namespace {
 // One token's blocks in value order: codes, r_j and the lanes' offsets; false if
 // quant_row refused a block.
 bool quantize_token(const float* x, int64_t K, int8_t* codes, float* r, int32_t* off) {
-    const QuantRowKernel quant_row = backend().quant_row;
+    if (!int8_quantize_blocks(backend().quant_row, x, K, kQ4Block, codes, r)) return false;
     for (int64_t j = 0; j < K / kQ4Block; ++j) {
-        int8_t* c = codes + kQ4Block * j;
-        float s;
-        int32_t sum;
-        if (!quant_row(x + kQ4Block * j, kQ4Block, c, &s, &sum)) {
-            std::memset(codes, 0, static_cast<size_t>(K));  // defined data for the SIMD loops
-            return false;
-        }
-        r[j] = 1.0f / s;
+        const int8_t* c = codes + kQ4Block * j;
         for (int m = 0; m < 4; ++m) {
             int32_t lane = 0;
             for (int i = 0; i < 4; ++i) lane += c[4 * m + i] + c[16 + 4 * m + i];
@@ -87,16 +80,7 @@ float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r
 }  // namespace
 
 void q40_repack_row(const uint8_t* src, int64_t K, uint8_t* dst) {
-    const int64_t nb = K / kQ4Block;
-    for (int64_t g0 = 0; g0 < nb; g0 += kQ40GroupBlocks) {
-        const int64_t n = nb - g0 < kQ40GroupBlocks ? nb - g0 : kQ40GroupBlocks;
-        for (int64_t i = 0; i < n; ++i) {
-            const uint8_t* blk = src + kQ4BlockBytes * (g0 + i);
-            std::memcpy(dst + 2 * i, blk, 2);
-            std::memcpy(dst + 2 * n + 16 * i, blk + 2, 16);
-        }
-        dst += kQ4BlockBytes * n;
-    }
+    int8_repack_groups(src, K / kQ4Block, kQ40GroupBlocks, kQ4BlockBytes, dst);
 }
 
 Q40Acts q40_quantize_acts(const float* x, int64_t T, int64_t K, int group) {

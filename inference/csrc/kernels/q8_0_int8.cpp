@@ -15,17 +15,10 @@ namespace {
 // One token's blocks: codes, r_j and (if off) the lanes' offsets; false if
 // quant_row refused a block.
 bool quantize_token(const float* x, int64_t K, int8_t* codes, float* r, int32_t* off) {
-    const QuantRowKernel quant_row = backend().quant_row;
+    if (!int8_quantize_blocks(backend().quant_row, x, K, kQ8Block, codes, r)) return false;
+    if (off == nullptr) return true;
     for (int64_t j = 0; j < K / kQ8Block; ++j) {
-        int8_t* c = codes + kQ8Block * j;
-        float s;
-        int32_t sum;
-        if (!quant_row(x + kQ8Block * j, kQ8Block, c, &s, &sum)) {
-            std::memset(codes, 0, static_cast<size_t>(K));  // defined data for the SIMD loops
-            return false;
-        }
-        r[j] = 1.0f / s;
-        if (off == nullptr) continue;
+        const int8_t* c = codes + kQ8Block * j;
         for (int l = 0; l < 8; ++l)
             off[8 * j + l] = -128 * (c[4 * l] + c[4 * l + 1] + c[4 * l + 2] + c[4 * l + 3]);
     }
@@ -57,16 +50,7 @@ float row_dot(const uint8_t* row, int64_t K, const int8_t* codes, const float* r
 }  // namespace
 
 void q80_repack_row(const uint8_t* src, int64_t K, uint8_t* dst) {
-    const int64_t nb = K / kQ8Block;
-    for (int64_t g0 = 0; g0 < nb; g0 += kQ80GroupBlocks) {
-        const int64_t n = nb - g0 < kQ80GroupBlocks ? nb - g0 : kQ80GroupBlocks;
-        for (int64_t i = 0; i < n; ++i) {
-            const uint8_t* blk = src + kQ8BlockBytes * (g0 + i);
-            std::memcpy(dst + 2 * i, blk, 2);
-            std::memcpy(dst + 2 * n + kQ8Block * i, blk + 2, kQ8Block);
-        }
-        dst += kQ8BlockBytes * n;
-    }
+    int8_repack_groups(src, K / kQ8Block, kQ80GroupBlocks, kQ8BlockBytes, dst);
 }
 
 Q80Acts q80_quantize_acts(const float* x, int64_t T, int64_t K, bool offsets) {
