@@ -23,11 +23,9 @@ namespace {
 constexpr int64_t kRowBlock = 16;  // panel: 16 rows x 2K bytes (80 KiB at K = 2560), in L2
 constexpr int kTileTokens = 4;
 constexpr int64_t kSmallT = 8;  // up to this many tokens skip the panel (gemm_tokens)
-// The GEMV asks for the weights this far ahead: the 512-bit loop left the
-// hardware prefetchers behind (2B-shape head, 2 threads, on this 2-core AMD
-// machine while another job ran: 15.6 -> 17.4 GB/s with 2-4 KiB; the AVX2 loop
-// gained nothing). A prefetch past the end of the mapping never faults.
-constexpr int64_t kPrefetchBytes = 4096;
+// The GEMV asks for the weights 4 KiB ahead (prefetch_ahead, isa.h): the 512-bit
+// loop left the hardware prefetchers behind (2B-shape head, 2 threads, on a 2-core
+// Zen 4 while another job ran: 15.6 -> 17.4 GB/s with 2-4 KiB).
 
 // int16 lane m of a 64-value vector holds the pair 2m, 2m + 1: sub-block m / 8.
 alignas(64) constexpr int16_t kPairSub[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -106,8 +104,7 @@ TL_Q6K512 inline float row_dot(const uint8_t* row, int64_t K, const int8_t* code
     for (int64_t b = 0; b < K / kQ6KBlock; ++b) {
         const uint8_t* blk = row + b * kQ6KBlockBytes;
         const int8_t* c = code + b * kQ6KBlock;
-        for (int i = 0; i < 4; ++i)  // the block's 210 bytes touch at most 4 lines
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes + 64 * i), _MM_HINT_T0);
+        prefetch_ahead(blk, kQ6KBlockBytes);
         const __m256i sc = scales16(blk);
         __m512i isum = _mm512_setzero_si512();
         for (int h = 0; h < 2; ++h) {
@@ -201,8 +198,7 @@ TL_Q6K512 inline void row_dot_tokens(const uint8_t* row, int64_t K, const Q6KAct
     alignas(32) float s[8] = {1, 1, 1, 1, 1, 1, 1, 1};  // lanes past TT: unused, finite
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = row + b * kQ6KBlockBytes;
-        for (int i = 0; i < 4; ++i)
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes + 64 * i), _MM_HINT_T0);
+        prefetch_ahead(blk, kQ6KBlockBytes);
         const __m256i sc = scales16(blk);
         __m512i y[4], sv[4];  // values 64q .. 64q + 63 of the block
         for (int h = 0; h < 2; ++h) {
