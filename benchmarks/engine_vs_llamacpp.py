@@ -235,24 +235,55 @@ def _stats(n: int, secs: list[float]) -> dict:
     }
 
 
-def measure_pair(runners: dict, threads: int, prompt: np.ndarray, gen: np.ndarray, reps: int):
-    """pp and tg of every loaded engine at ``threads``, interleaved rep by rep."""
+def measure_pair(
+    runners: dict,
+    threads: int,
+    prompt: np.ndarray,
+    gen: np.ndarray,
+    reps: int,
+    probe: Callable[[int], float] | None = None,
+):
+    """pp and tg of every loaded engine at ``threads``, interleaved rep by rep.
+
+    ``probe(threads)`` (read GB/s), if given, runs just before each rep's tg runs; every
+    engine's row gets the list as ``read_bandwidth_gbs_adjacent`` (its run i was timed
+    right after probe i)."""
     for r in runners.values():
         r.set_threads(threads)
         r.pp(prompt)  # warm-up: pages the weights in, starts the threads
         r.tg(gen[:WARMUP_GEN])
     secs = {name: {"pp": [], "tg": []} for name in runners}
+    probes = []
     order = list(runners)
     for rep in range(reps):
         turn = order if rep % 2 == 0 else order[::-1]
         for phase, tokens in (("pp", prompt), ("tg", gen)):
+            if phase == "tg" and probe is not None:
+                probes.append(probe(threads))
             for name in turn:
                 run = getattr(runners[name], phase)
                 secs[name][phase].append(_timed(run, tokens))
     return {
-        name: {"pp": _stats(len(prompt), s["pp"]), "tg": _stats(len(gen), s["tg"])}
+        name: {
+            "pp": _stats(len(prompt), s["pp"]),
+            "tg": _stats(len(gen), s["tg"]),
+            "read_bandwidth_gbs_adjacent": probes or None,
+        }
         for name, s in secs.items()
     }
+
+
+def bandwidth_probe(mib: int) -> Callable[[int], float] | None:
+    """``threads -> read GB/s`` (best of 3 passes over ``mib`` MiB); None without the engine.
+
+    The read bandwidth this VM gets from its host moves within a sitting (28-40 GB/s at 2
+    threads minutes apart on the Zen 3 here), so each decode run is also compared with a
+    probe taken just before it."""
+    try:
+        from ternlab.inference import _kernels
+    except ImportError:
+        return None
+    return lambda threads: _kernels.read_bandwidth(mib << 20, threads=threads, repetitions=3)
 
 
 def read_bandwidth(threads: list[int], mib: int, reps: int) -> dict | None:
@@ -323,7 +354,8 @@ def run_type(name: str, args, tokens: dict, log) -> tuple[dict, list[dict]]:
                 args.waited_s += time.perf_counter() - t0
             log(f"  {name}: {', '.join(runners)} at {t} thread(s) ...")
             meter = OtherLoad()
-            res = measure_pair(runners, t, tokens["prompt"], gen, args.reps)
+            probe = bandwidth_probe(args.bandwidth_mib)
+            res = measure_pair(runners, t, tokens["prompt"], gen, args.reps, probe)
             other = meter.cores()
             for e, r in res.items():
                 layout = getattr(runners[e], "layout", None)
@@ -349,7 +381,9 @@ def add_bandwidth(rows: list[dict], files: dict, bw: dict | None) -> None:
     ``decode_gbs``: the file's weight bytes per token x tokens/s (the issue's "bound of
     the file being read"). ``decode_read_gbs``: the bytes the engine actually streams a
     token (ternlab repacks ternary weights into its own layout; llama.cpp reads the
-    file's); the goal is judged on this one, which cannot exceed the bandwidth.
+    file's); the goal is judged on this one, which cannot exceed the bandwidth. Both
+    against the sitting's best probe (``*_fraction``) and, for the bytes the engine reads,
+    run by run against the probe just before each run (``*_fraction_adjacent``, median).
     """
     for row in rows:
         info = files[row["type"]]
@@ -361,6 +395,16 @@ def add_bandwidth(rows: list[dict], files: dict, bw: dict | None) -> None:
         bound = (bw or {}).get(str(row["threads"]))
         row["decode_bw_fraction"] = row["decode_gbs"] / bound if bound else None
         row["decode_read_bw_fraction"] = row["decode_read_gbs"] / bound if bound else None
+        # Run by run against the probe taken just before it (measure_pair), then the median.
+        adjacent = row.get("read_bandwidth_gbs_adjacent")
+        row["decode_read_bw_fraction_adjacent"] = (
+            statistics.median(
+                (read["total"] if read else nbytes) * tps_i / 1e9 / bw_i
+                for tps_i, bw_i in zip(row["tg"]["tokens_per_s_runs"], adjacent, strict=True)
+            )
+            if adjacent
+            else None
+        )
 
 
 def _index(rows: list[dict]) -> dict:
@@ -415,18 +459,24 @@ def goals(rows: list[dict], threads: list[int], baseline: str = "llama.cpp") -> 
         g: dict = {}
         fr = {r["type"]: r["decode_read_bw_fraction"] for r in ours}
         if all(v is not None for v in fr.values()):
-            g["decode_bandwidth"] = {
-                "fraction_by_type": fr,
-                "met_by": sorted(
-                    k for k, v in fr.items() if v >= GOALS["decode_bandwidth_fraction"]
-                ),
-                "met_all": all(v >= GOALS["decode_bandwidth_fraction"] for v in fr.values()),
-            }
+            g["decode_bandwidth"] = _bandwidth_goal(fr)
+        adj = {r["type"]: r.get("decode_read_bw_fraction_adjacent") for r in ours}
+        if all(v is not None for v in adj.values()):
+            g["decode_bandwidth_adjacent"] = _bandwidth_goal(adj)
         if base:
             g["tg_vs_llamacpp_tq2_0"] = _best(ours, base, "tg", GOALS["tg_vs_llamacpp_tq2_0"])
             g["pp_vs_llamacpp_tq2_0"] = _best(ours, base, "pp", GOALS["pp_vs_llamacpp_tq2_0"])
         out["per_threads"][str(t)] = g
     return out
+
+
+def _bandwidth_goal(fractions: dict) -> dict:
+    target = GOALS["decode_bandwidth_fraction"]
+    return {
+        "fraction_by_type": fractions,
+        "met_by": sorted(k for k, v in fractions.items() if v >= target),
+        "met_all": all(v >= target for v in fractions.values()),
+    }
 
 
 def _best(ours: list[dict], base: dict, phase: str, target: float) -> dict:
@@ -555,6 +605,7 @@ def print_tables(report: dict) -> None:
         "decode GB/s (file)",
         "read GB/s",
         "% of read BW",
+        "% adjacent",
         "pp x lcpp",
         "tg x lcpp",
         "pp x lcpp TQ2_0",
@@ -579,6 +630,7 @@ def print_tables(report: dict) -> None:
             f"{r['decode_gbs']:.1f}",
             f"{r['decode_read_gbs']:.1f}",
             f"{100 * frac:.0f}%" if frac is not None else "-",
+            f"{100 * adj:.0f}%" if (adj := r.get("decode_read_bw_fraction_adjacent")) else "-",
             f"{rs['pp']:.2f}" if rs else "",
             f"{rs['tg']:.2f}" if rs else "",
             f"{rb['pp']:.2f}" if rb else "",
@@ -589,15 +641,19 @@ def print_tables(report: dict) -> None:
     for col in ("threads", "goal", "result", "met"):
         gt.add_column(col)
     for t, g in report["goals"]["per_threads"].items():
-        if "decode_bandwidth" in g:
-            d = g["decode_bandwidth"]
-            best = max(d["fraction_by_type"].items(), key=lambda kv: kv[1])
-            gt.add_row(
-                t,
-                "decode >= 85% of read BW",
-                f"best {best[0]} {100 * best[1]:.0f}%",
-                f"{len(d['met_by'])}/{len(d['fraction_by_type'])} types",
-            )
+        for key, label in (
+            ("decode_bandwidth", "decode >= 85% of read BW (sitting's best probe)"),
+            ("decode_bandwidth_adjacent", "decode >= 85% of read BW (probe before each run)"),
+        ):
+            if key in g:
+                d = g[key]
+                worst = min(d["fraction_by_type"].items(), key=lambda kv: kv[1])
+                gt.add_row(
+                    t,
+                    label,
+                    f"lowest {worst[0]} {100 * worst[1]:.0f}%",
+                    f"{len(d['met_by'])}/{len(d['fraction_by_type'])} types",
+                )
         for key, label in (
             ("tg_vs_llamacpp_tq2_0", f"tg >= {GOALS['tg_vs_llamacpp_tq2_0']:g}x lcpp TQ2_0"),
             (

@@ -28,7 +28,8 @@ TOP_KEYS = {
 }  # fmt: skip
 ROW_KEYS = {"engine", "type", "threads", "load_s", "pp", "tg", "decode_gbs", "decode_bw_fraction",
             "decode_read_gbs", "decode_read_bw_fraction", "other_cpu_cores",
-            "layout", "isa"}  # fmt: skip
+            "layout", "isa", "read_bandwidth_gbs_adjacent",
+            "decode_read_bw_fraction_adjacent"}  # fmt: skip
 PHASE_KEYS = {"n_tokens", "tokens_per_s", "tokens_per_s_runs", "ms_per_token", "seconds_runs"}
 MACHINE_KEYS = {"cpu", "logical_cpus", "isa_flags", "memory_bytes", "platform", "python", "numpy"}
 
@@ -113,6 +114,17 @@ def test_derived_figures_follow_from_files_and_speeds(report):
         assert r["decode_read_gbs"] == pytest.approx(read * tps / 1e9)
         frac = r["decode_read_gbs"] / bw[str(r["threads"])]
         assert r["decode_read_bw_fraction"] == pytest.approx(frac)
+        # One probe before each rep's tg runs, shared by the engines; run i against probe i.
+        probes = r["read_bandwidth_gbs_adjacent"]
+        assert len(probes) == 2 and all(p > 0 for p in probes)
+        twin = [
+            x for x in report["results"] if (x["type"], x["threads"]) == (r["type"], r["threads"])
+        ]
+        assert all(x["read_bandwidth_gbs_adjacent"] == probes for x in twin)
+        runs = [
+            read * v / 1e9 / p for v, p in zip(r["tg"]["tokens_per_s_runs"], probes, strict=True)
+        ]
+        assert r["decode_read_bw_fraction_adjacent"] == pytest.approx(np.median(runs))
 
 
 def test_ratios_and_goals(report):
@@ -132,8 +144,17 @@ def test_ratios_and_goals(report):
     assert report["goals"]["baseline"] == "llama.cpp"
     for n in ("1", "2"):
         g = report["goals"]["per_threads"][n]
-        assert set(g) == {"decode_bandwidth", "tg_vs_llamacpp_tq2_0", "pp_vs_llamacpp_tq2_0"}
-        assert set(g["decode_bandwidth"]["fraction_by_type"]) == {"tq2_0", "i2_s+q8_0"}
+        assert set(g) == {"decode_bandwidth", "decode_bandwidth_adjacent",
+                          "tg_vs_llamacpp_tq2_0", "pp_vs_llamacpp_tq2_0"}  # fmt: skip
+        for key, field in (
+            ("decode_bandwidth", "decode_read_bw_fraction"),
+            ("decode_bandwidth_adjacent", "decode_read_bw_fraction_adjacent"),
+        ):
+            d = g[key]
+            want = {t: idx[("ternlab", t, int(n))][field] for t in ("tq2_0", "i2_s+q8_0")}
+            assert d["fraction_by_type"] == want
+            assert d["met_by"] == sorted(t for t, v in want.items() if v >= 0.85)
+            assert d["met_all"] == all(v >= 0.85 for v in want.values())
         tg = g["tg_vs_llamacpp_tq2_0"]
         assert tg["f16_head"]["type"] == "tq2_0"  # the only F16-head ternary type here
         assert tg["q8_0_head"]["type"] == "i2_s+q8_0" and tg["q6_k_head"] is None
