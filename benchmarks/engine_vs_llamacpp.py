@@ -286,6 +286,18 @@ def bandwidth_probe(mib: int) -> Callable[[int], float] | None:
     return lambda threads: _kernels.read_bandwidth(mib << 20, threads=threads, repetitions=3)
 
 
+def int8_peak(threads: list[int]) -> dict | None:
+    """G int8 multiply-adds a second at each thread count (``_kernels.int8_mac_peak``: the
+    AVX2 ``vpmaddubsw`` + ``vpaddw`` pair the GEMM is built from); None without AVX2."""
+    try:
+        from ternlab.inference import _kernels
+
+        return {str(t): _kernels.int8_mac_peak(threads=t, seconds=0.3) for t in threads}
+    except (ImportError, RuntimeError) as e:
+        print(f"no int8 peak: {e}", file=sys.stderr)
+        return None
+
+
 def read_bandwidth(threads: list[int], mib: int, reps: int) -> dict | None:
     """Best read GB/s at each thread count (``_kernels.read_bandwidth``); None without it."""
     try:
@@ -591,6 +603,13 @@ def print_tables(report: dict) -> None:
         f"[bold]{report['shape']['name']}[/] on {report['machine']['cpu']}, read bandwidth "
         + ", ".join(f"{v:.1f} GB/s at {t} thread(s)" for t, v in bw.items())
     )
+    if report.get("int8_mac_peak_gmacs"):
+        con.print(
+            "int8 multiply-add peak (AVX2 maddubs + add): "
+            + ", ".join(
+                f"{v:.0f} G/s at {t} thread(s)" for t, v in report["int8_mac_peak_gmacs"].items()
+            )
+        )
     idx = _index(report["results"])
     ref = report["goals"].get("baseline", "llama.cpp")
     tab = Table(title=f"pp / tg tokens/s (medians), decode bandwidth; ratios against {ref}")
@@ -776,6 +795,7 @@ def run(args, types: list[str]) -> int:
         "gen": rng.integers(0, shape.vocab, n, dtype=np.int32),
     }
     bw_runs = [read_bandwidth(args.threads, args.bandwidth_mib, 5)]
+    peak = int8_peak(args.threads)
     files, rows = {}, []
     load_avg = [os.getloadavg()]
     for name in types:
@@ -805,6 +825,8 @@ def run(args, types: list[str]) -> int:
         "machine": machine_info(),
         "read_bandwidth_gbs": bw,
         "read_bandwidth_gbs_runs": bw_runs,
+        # The ceiling of the AVX2 ternary GEMM: prefill cannot run faster than this.
+        "int8_mac_peak_gmacs": peak,
         # 1/5/15-minute load averages before and after: other work on the machine skews timings.
         "load_average": {"start": load_avg[0], "end": load_avg[1]},
         "files": files,

@@ -23,8 +23,8 @@ SMALL = random_gguf.SHAPES["small"]
 TOP_KEYS = {
     "benchmark", "timestamp", "shape", "arch", "seed", "n_prompt", "n_gen", "n_gen_f16",
     "n_ctx", "repetitions", "threads", "engines", "types", "machine", "read_bandwidth_gbs",
-    "read_bandwidth_gbs_runs", "load_average", "files", "results", "ratios", "goals", "wall_s",
-    "waited_s", "peers",
+    "read_bandwidth_gbs_runs", "int8_mac_peak_gmacs", "load_average", "files", "results",
+    "ratios", "goals", "wall_s", "waited_s", "peers",
 }  # fmt: skip
 ROW_KEYS = {"engine", "type", "threads", "load_s", "pp", "tg", "decode_gbs", "decode_bw_fraction",
             "decode_read_gbs", "decode_read_bw_fraction", "other_cpu_cores",
@@ -57,6 +57,8 @@ def test_report_has_every_field(report):
     assert {"ternlab_isa", "llama_cpp_python", "llama_cpp_system_info"} <= set(report["machine"])
     assert report["engines"] == ["ternlab", "llama.cpp"] and report["peers"] == {}
     assert set(report["read_bandwidth_gbs"]) == {"1", "2"}
+    peak = report["int8_mac_peak_gmacs"]
+    assert peak is None or (set(peak) == {"1", "2"} and all(v > 0 for v in peak.values()))
     assert all(v > 0 for v in report["read_bandwidth_gbs"].values())
     # ternlab runs all three, llama.cpp tq2_0 and q4_0; each at 1 and 2 threads.
     got = {(r["engine"], r["type"], r["threads"]) for r in report["results"]}
@@ -211,6 +213,21 @@ def test_random_file_refuses_rows_the_type_cannot_pack(tmp_path):
     with pytest.raises(ValueError, match="ffn_down: rows of 320 values; tq2_0 needs a multiple"):
         random_gguf.write_random_gguf(tmp_path / "x.gguf", odd, "tq2_0")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_mac_peak():
+    from ternlab.inference import _kernels
+
+    if "avx2" not in _kernels.available_isas():
+        with pytest.raises(RuntimeError, match="no AVX2"):
+            _kernels.int8_mac_peak(1, 0.01)
+        return
+    one = _kernels.int8_mac_peak(1, 0.05)
+    assert 1.0 < one < 10_000.0  # G multiply-adds a second: a core does tens to hundreds
+    assert _kernels.int8_mac_peak(2, 0.05) > 0.0
+    for args, match in (((0, 0.1), "threads"), ((1, 0.0), "seconds"), ((1, 61.0), "seconds")):
+        with pytest.raises(ValueError, match=match):
+            _kernels.int8_mac_peak(*args)
 
 
 def test_read_bandwidth_simd_and_scalar():
