@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/activation.h"
 #include "kernels/attention_kernels.h"
 #include "kernels/common.h"
 #include "kernels/float_matmul.h"
@@ -23,6 +24,7 @@ struct Backend {
     // Attention inner loops for head_dim % attention_lanes == 0 (the scalar ones otherwise).
     const AttentionKernels* attention;
     int attention_lanes;
+    GatedActKernel silu_mul;  // g = silu(g) * u between the gate/up and down projections
     // The layout this ISA multiplies fastest: base-3 only where its SIMD decode keeps
     // up with the 2-bit kernels (elsewhere base-3 is correct, just slower).
     Layout preferred_layout;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/dispatch.h"
+
 namespace ternlab {
 
 void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* out) {
@@ -68,9 +70,7 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, const RopeTable& t, int64
     }
 }
 
-void silu_mul(float* g, const float* u, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-}
+void silu_mul(float* g, const float* u, int64_t n) { backend().silu_mul(g, u, n); }
 
 void relu2_mul(float* __restrict g, const float* __restrict u, int64_t n) {
     // relu on the bits: branch-free (a branch on the sign mispredicts half the

@@ -32,8 +32,8 @@ struct RopeTable {
 // q/k rows the converter permuted for it).
 void rope(float* x, int64_t n_heads, int64_t head_dim, const RopeTable& t, int64_t pos, bool neox);
 
-// g[i] = act(g[i]) * u[i] for n values; act is SiLU (x / (1 + exp(-x))) or
-// ReLU² (relu(x)^2).
+// g[i] = act(g[i]) * u[i] for n values; act is SiLU (x / (1 + exp(-x)), the
+// current ISA's kernel: kernels/activation.h) or ReLU² (relu(x)^2).
 void silu_mul(float* g, const float* u, int64_t n);
 void relu2_mul(float* g, const float* u, int64_t n);
 

@@ -31,6 +31,7 @@ const Backend& avx2_backend() {
         t.float_isa = "avx2";
         t.attention = &kAttentionAvx2;
         t.attention_lanes = 8;
+        t.silu_mul = silu_mul_avx2;
         return t;
     }();
     return b;

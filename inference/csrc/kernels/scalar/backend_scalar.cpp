@@ -21,6 +21,7 @@ const Backend& scalar_backend() {
         "scalar",
         &kAttentionScalar,
         1,
+        silu_mul_scalar,
         kBits2};
     return b;
 }
