@@ -26,6 +26,7 @@ const Backend& neon_backend() {
         t.float_gemm[kFmtQ4_0] = float_matmul_q4_0_neon;
         t.attention = &kAttentionNeon;
         t.attention_lanes = 4;
+        t.silu_mul = silu_mul_neon;
         return t;
     }();
     return b;
