@@ -14,7 +14,10 @@ machine noise hits both; medians of ``--reps`` runs after one warm-up, load time
 excluded. The llama.cpp graph is ``bitnet`` (SiLU FFN); it costs what the 2B4T's ReLU²
 costs. Also: the memory read bandwidth (``_kernels.read_bandwidth``) and, for decode, the
 effective bandwidth = weight bytes one token reads (every linear weight and the output
-head) x tokens/s, with its fraction of the measured read bandwidth.
+head) x tokens/s, with its fraction of the measured read bandwidth: of the sitting's best
+probe, and run by run of a probe taken just before each rep's decode runs (a VM's
+bandwidth moves with its host); and the int8 multiply-add peak (``_kernels.int8_mac_peak``),
+the ceiling of the AVX2 ternary GEMM that prefill runs.
 
 Peers: ``--peer NAME=PATH`` adds a llama.cpp-family binary's ``llama-bench`` (bitnet.cpp,
 ik_llama.cpp, a llama.cpp built for AVX2 only, ...) to the same sitting
