@@ -79,15 +79,30 @@ class TokenLogprob:
 def token_logprob(logits: np.ndarray, token: int, k: int) -> TokenLogprob:
     """``token``'s log-prob under the ``logits`` row and its ``k`` best alternatives.
 
-    Alternatives are ordered by log-prob, ties by the lower id.
+    Alternatives are ordered by log-prob, ties by the lower id. The values are
+    :func:`log_softmax`'s, bit for bit, but only the ``k + 1`` wanted entries are
+    formed: the whole float64 row was 1.9 ms of Python a token at a 128k vocabulary.
     """
-    lp = log_softmax(logits)
-    top: tuple[tuple[int, float], ...] = ()
+    ids = np.zeros(0, dtype=np.int64)
     if k > 0:
-        ids = np.argpartition(-lp, k - 1)[:k] if k < lp.shape[0] else np.arange(lp.shape[0])
-        ids = ids[np.lexsort((ids, -lp[ids]))]
-        top = tuple((int(i), float(lp[i])) for i in ids)
-    return TokenLogprob(int(token), float(lp[token]), top)
+        # log-probs order as the logits do (one shift, exact in float64), ties included.
+        n = logits.shape[-1]
+        if k < n:
+            # The k-th largest value; of the ties at it, the lowest ids (argpartition
+            # alone would pick any of them).
+            kth = np.partition(logits, n - k)[n - k]
+            above = np.flatnonzero(logits > kth)
+            ids = np.concatenate((above, np.flatnonzero(logits == kth)[: k - len(above)]))
+        else:
+            ids = np.arange(n)
+        ids = ids[np.lexsort((ids, -logits[ids]))]
+    z = logits.astype(np.float64)
+    z -= z.max()
+    picked = z[np.concatenate(([token], ids))]  # x - max, before z becomes exp(z)
+    np.exp(z, out=z)
+    lp = picked - np.log(z.sum())
+    top = tuple((int(i), float(v)) for i, v in zip(ids, lp[1:], strict=True))
+    return TokenLogprob(int(token), float(lp[0]), top)
 
 
 def prompt_logprobs(logits: np.ndarray, targets: list[int], k: int) -> list[TokenLogprob]:
