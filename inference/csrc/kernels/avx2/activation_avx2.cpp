@@ -32,7 +32,8 @@ TL_AVX2 void silu_mul_avx2(float* g, const float* u, int64_t n) {
     if (i < n) {
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)),
                                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256 v = silu_times(_mm256_maskload_ps(g + i, mask), _mm256_maskload_ps(u + i, mask));
+        const __m256 v =
+            silu_times(_mm256_maskload_ps(g + i, mask), _mm256_maskload_ps(u + i, mask));
         _mm256_maskstore_ps(g + i, mask, v);
     }
 }
