@@ -276,8 +276,9 @@ def measure_pair(
     }
 
 
-def bandwidth_probe(mib: int) -> Callable[[int], float] | None:
-    """``threads -> read GB/s`` (best of 3 passes over ``mib`` MiB); None without the engine.
+def bandwidth_probe(mib: int, reps: int = 3) -> Callable[[int], float] | None:
+    """``threads -> read GB/s`` (best of ``reps`` passes over ``mib`` MiB); None without the
+    engine.
 
     The read bandwidth this VM gets from its host moves within a sitting (28-40 GB/s at 2
     threads minutes apart on the Zen 3 here), so each decode run is also compared with a
@@ -286,7 +287,7 @@ def bandwidth_probe(mib: int) -> Callable[[int], float] | None:
         from ternlab.inference import _kernels
     except ImportError:
         return None
-    return lambda threads: _kernels.read_bandwidth(mib << 20, threads=threads, repetitions=3)
+    return lambda threads: _kernels.read_bandwidth(mib << 20, threads=threads, repetitions=reps)
 
 
 def int8_peak(threads: list[int]) -> dict | None:
@@ -303,14 +304,11 @@ def int8_peak(threads: list[int]) -> dict | None:
 
 def read_bandwidth(threads: list[int], mib: int, reps: int) -> dict | None:
     """Best read GB/s at each thread count (``_kernels.read_bandwidth``); None without it."""
-    try:
-        from ternlab.inference import _kernels
-    except ImportError as e:
-        print(f"no read bandwidth: {e}", file=sys.stderr)
+    probe = bandwidth_probe(mib, reps)
+    if probe is None:
+        print("no read bandwidth: ternlab.inference._kernels is not built", file=sys.stderr)
         return None
-    return {
-        str(t): _kernels.read_bandwidth(mib << 20, threads=t, repetitions=reps) for t in threads
-    }
+    return {str(t): probe(t) for t in threads}
 
 
 # --- one type --------------------------------------------------------------------------
