@@ -27,6 +27,7 @@ SKIP_REASON = {
     "available here",
     "avx2": "this CPU lacks AVX2+FMA",
     "neon": "NEON kernels are compiled and run on aarch64 only",
+    "neondot": "NEON dot-product kernels run on aarch64 CPUs with sdot only (ARMv8.2+)",
 }
 # K values around every SIMD width (16/32/64 bytes), the 256- and 320-code
 # super-blocks, plus one past a 4096-column (3840 base-3) GEMM panel.

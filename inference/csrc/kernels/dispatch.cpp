@@ -5,6 +5,13 @@
 
 #include "kernels/isa.h"
 
+#if TERNLAB_NEON && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#elif TERNLAB_NEON && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 namespace ternlab {
 
 namespace {
@@ -43,8 +50,23 @@ const Backend* (*const avx512vbmi)() = none;
 #endif
 #if TERNLAB_NEON
 const Backend* neon() { return &neon_backend(); }  // AdvSIMD is mandatory on AArch64
+// The dot product is optional before ARMv8.4: ask the OS (Linux: the auxiliary
+// vector; macOS: sysctl).
+bool cpu_dotprod() {
+#if defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &n, nullptr, 0) == 0 && v != 0;
+#else
+    return false;
+#endif
+}
+const Backend* neondot() { return cpu_dotprod() ? &neondot_backend() : nullptr; }
 #else
 const Backend* (*const neon)() = none;
+const Backend* (*const neondot)() = none;
 #endif
 
 // From the scalar reference to the best: the last available one is the default.
@@ -52,7 +74,8 @@ const Isa kAll[] = {{"scalar", scalar},
                     {"avx2", avx2},
                     {"avx512", avx512},
                     {"avx512vbmi", avx512vbmi},
-                    {"neon", neon}};
+                    {"neon", neon},
+                    {"neondot", neondot}};
 
 const Backend* best() {
     const Backend* b = &scalar_backend();

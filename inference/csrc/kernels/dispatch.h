@@ -14,7 +14,7 @@
 namespace ternlab {
 
 struct Backend {
-    const char* name;  // "scalar", "avx2", "avx512", "avx512vbmi", "neon"
+    const char* name;  // "scalar", "avx2", "avx512", "avx512vbmi", "neon", "neondot"
     QuantRowKernel quant_row;                // per-token int8 activation codes
     MatmulKernel ternary_gemv[kNumLayouts];  // T == 1, per packed layout
     MatmulKernel ternary_gemm[kNumLayouts];  // T >= 2
@@ -39,6 +39,7 @@ const Backend& avx512vbmi_backend();
 #endif
 #if defined(__aarch64__)
 const Backend& neon_backend();
+const Backend& neondot_backend();
 #endif
 
 // ISAs this build has *and* this CPU can run, from the scalar reference to the best.

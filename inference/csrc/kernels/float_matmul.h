@@ -132,16 +132,20 @@ void float_gemv_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_gemv_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q6k_int8_neon.cpp
 void float_gemm_q6_k_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_gemv_q6_k_neondot(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // sdot
+void float_gemm_q6_k_neondot(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 // Q4_0 x int8 (q4_0_int8.h): all bit-identical with the scalar reference.
 void float_matmul_q4_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q4_0_int8.cpp
 void float_matmul_q4_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // GEMV and GEMM
 void float_matmul_q4_0_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 void float_matmul_q4_0_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_q4_0_neondot(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 // Q8_0 x int8 (q8_0_int8.h): all bit-identical with the scalar reference.
 void float_matmul_q8_0_scalar(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // q8_0_int8.cpp
 void float_matmul_q8_0_avx2(const FloatGemmArgs& a, int64_t o0, int64_t o1);  // GEMV and GEMM
 void float_matmul_q8_0_neon(const FloatGemmArgs& a, int64_t o0, int64_t o1);
+void float_matmul_q8_0_neondot(const FloatGemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

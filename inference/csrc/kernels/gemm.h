@@ -22,6 +22,8 @@ void gemv_avx512(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_avx512(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemv_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_neon(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemv_neondot(const GemmArgs& a, int64_t o0, int64_t o1);  // the same, sdot products
+void gemm_neondot(const GemmArgs& a, int64_t o0, int64_t o1);
 
 void gemm3_scalar(const GemmArgs& a, int64_t o0, int64_t o1);  // the base-3 reference, any T
 // AVX2: the digits from compares and a pshufb lookup, see gemm_avx2.cpp.
@@ -33,5 +35,7 @@ void gemm3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
 // NEON: the digits from compares and a vqtbl4q/vqtbx2q lookup, see gemm_neon.cpp.
 void gemv3_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm3_neon(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemv3_neondot(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemm3_neondot(const GemmArgs& a, int64_t o0, int64_t o1);
 
 }  // namespace ternlab

@@ -47,6 +47,13 @@ inline void prefetch_ahead(const void* p, int64_t n) {
 #if defined(__aarch64__)
 #define TERNLAB_NEON 1
 #include <arm_neon.h>
+// ARMv8.2 dot product (sdot: 16 int8 products into 4 int32 lanes in one instruction),
+// for the neondot kernels only; GCC 12 takes the feature with an architecture.
+#if defined(__clang__)
+#define TL_NEONDOT __attribute__((target("dotprod")))
+#else
+#define TL_NEONDOT __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
 #else
 #define TERNLAB_NEON 0
 #endif
