@@ -3,9 +3,11 @@
 //           each step walks one row group (one sequential stream; on AVX-512 its
 //           rows also share each activation load). Memory-bound: the packed
 //           weights (2 bits a weight) are the only large stream.
-//   gemm_*: several tokens (prefill). A panel of rows is decoded once into an
-//           L1-resident buffer of unsigned fields and reused by every token;
-//           the micro-kernel is register-blocked over rows x tokens.
+//   gemm_*: several tokens (prefill, batched decode). A panel of rows is decoded
+//           once into an L1-resident buffer of unsigned fields and reused by
+//           every token; the micro-kernel is register-blocked over rows x tokens.
+//           (AVX2's 2-bit GEMM instead decodes in registers for 8 tokens at a
+//           time: faster there at every T, gemm_avx2.cpp.)
 // All compute acc[t, o] = sum_k x[t, k] * code[o, k] exactly (int32) for rows
 // [o0, o1) and every token; see common.h for GemmArgs. The gemv3_/gemm3_
 // kernels read the base-3 layout (kBase3), the others the 2-bit one.

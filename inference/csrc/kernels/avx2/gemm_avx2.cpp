@@ -15,6 +15,8 @@
 // pshufb: entries 0..15 and 16..26). The byte of four 2-bit fields that results
 // is taken apart by the 2-bit layout's shift and mask. 23 instructions per 32
 // bytes (160 codes).
+#include <vector>
+
 #include "kernels/gemm.h"
 #include "kernels/isa.h"
 
@@ -24,9 +26,18 @@ namespace ternlab {
 
 namespace {
 
+// This thread's buffer of at least n bytes, 32-byte aligned, reused between calls
+// (plain code: std::vector must not be instantiated inside target functions, isa.h).
+// The GEMM's interleaved activations.
+int8_t* interleaved_scratch(int64_t n) {
+    thread_local std::vector<int8_t> buf;
+    if (static_cast<int64_t>(buf.size()) < n + 32) buf.resize(static_cast<size_t>(n + 32));
+    const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+    return reinterpret_cast<int8_t*>((p + 31) & ~uintptr_t{31});
+}
+
 constexpr int64_t kRows = 4;             // rows per GEMV/GEMM step: one row group (kRowGroup)
 constexpr int64_t kSbPerWiden = 4;       // super-blocks per int16 run: 4*8 maddubs*512 = 16384
-constexpr int64_t kPanelK = 4096;        // GEMM: K per decoded panel (4 rows x 4 KiB in L1)
 constexpr int64_t kStepsPerWiden = 32;   // GEMM: 32-byte steps per int16 run: 32*512 = 16384
 constexpr int64_t kSb3PerWiden = 3;      // base-3 GEMV: 3 super-blocks * 10 maddubs * 512 = 15360
 constexpr int64_t kPanelK3 = 3840;       // base-3 GEMM: 12 super-blocks of 320, the same L1 budget
@@ -79,28 +90,6 @@ TL_AVX2 inline void gemv_rows(const GemmArgs& a, int64_t o) {
             acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(acc16[r], ones));
     }
     for (int r = 0; r < R; ++r) a.acc[o + r] = hsum_epi32(acc[r]) - a.xsum[0];
-}
-
-// Decode rows [o, o+R) x columns [k0, k0+len) into panel[r * len + (k - k0)]
-// as unsigned fields in natural column order (len is a multiple of kQK).
-template <int R>
-TL_AVX2 inline void decode_panel(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
-                                 uint8_t* panel) {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    RowWalk rw[R];
-    for (int r = 0; r < R; ++r) rw[r] = row_walk(a, o + r);
-    // Super-block by super-block, rows inside: the row group's bytes in memory order,
-    // one sequential stream.
-    for (int64_t sb = 0; sb < len / kQK; ++sb)
-        for (int r = 0; r < R; ++r)
-            for (int h = 0; h < 2; ++h) {
-                const __m256i p = _mm256_loadu_si256(
-                    reinterpret_cast<const __m256i*>(rw[r].sb(k0 / kQK + sb) + 32 * h));
-                for (int j = 0; j < 4; ++j)
-                    _mm256_store_si256(
-                        reinterpret_cast<__m256i*>(panel + r * len + sb * kQK + 64 * j + 32 * h),
-                        fields(p, j, m3));
-            }
 }
 
 // dst[0..8) += the int16 pairs of c summed into int32.
@@ -207,7 +196,8 @@ TL_AVX2 inline void gemm_tile<4, 2>(const GemmArgs& a, const uint8_t* panel, int
 }
 
 // Rows [o, o + R) for every token: each panel of `panel_k` columns is decoded
-// once by `decode(a, o, k0, len, panel)` and reused by every token.
+// once by `decode(a, o, k0, len, panel)` and reused by every token (base-3: its
+// decode is three times the 2-bit one's, worth storing).
 template <int R, class Decode>
 TL_AVX2 inline void gemm_rows(const GemmArgs& a, int64_t o, uint8_t* panel, int64_t panel_k,
                               Decode decode) {
@@ -219,6 +209,95 @@ TL_AVX2 inline void gemm_rows(const GemmArgs& a, int64_t o, uint8_t* panel, int6
         int64_t t = 0;
         for (; t + 2 <= a.T; t += 2) gemm_tile<R, 2>(a, panel, len, o, k0, t);
         if (t < a.T) gemm_tile<R, 1>(a, panel, len, o, k0, t);
+    }
+}
+
+// ---- 2-bit GEMM: the tokens eight at a time -----------------------------------
+// As the GEMV: each 32-byte load of packed weights is taken apart in registers, and
+// every field vector goes straight to the group's (up to) 8 tokens, one int16
+// accumulator each. A panel GEMM that stored the fields of 4 rows and loaded them
+// again for every pair of tokens was slower at every T on Zen 3 (one 2560 x 2560
+// matrix, one core: 105 against 130 G multiply-adds/s at T = 8, 117 against 128 at
+// T = 128). The activations are interleaved first, per 32 columns the group's 32
+// bytes a token one after another, so one pointer and constant offsets reach them
+// all (with a pointer per token GCC ran out of registers), and the columns are
+// walked in chunks of at most kGroupChunkBytes of activations, which stay in L1
+// while every row of the range reads them (16 KiB chunks: 111 G/s at T = 8, the
+// whole 55 KiB of K = 6912: 85). Rows are read one after another, so a row of a
+// group takes a 64-byte line every 256 bytes (common.h): the line row o + 8 will
+// read is asked for at each step (without it an 8-token decode step of the 2b
+// model took 170 ms instead of 120).
+constexpr int64_t kGroupChunkBytes = 24576;
+constexpr int64_t kGroupPrefetchRows = 8;
+
+// acc += maddubs(f, the 32 activations at x), in place. In C, GCC 12 sums the four
+// field vectors' products first and keeps most of the T accumulators on the stack;
+// the asm ties each sum to its accumulator.
+TL_AVX2 inline void token_step(__m256i& acc, __m256i f, const int8_t* x) {
+    __m256i t;
+    asm("vpmaddubsw %[x], %[f], %[t]\n\t"
+        "vpaddw %[t], %[acc], %[acc]"
+        : [acc] "+x"(acc), [t] "=&x"(t)
+        : [f] "x"(f), [x] "m"(*reinterpret_cast<const __m256i*>(x)));
+}
+
+// a.acc[u, o] += sum over columns [k0, k0 + len) of x[u] * field, u < T; xs: the
+// interleaved activations of column k0.
+template <int T>
+TL_AVX2 inline void group_row(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
+                              const int8_t* xs) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const RowWalk rw = row_walk(a, o);
+    alignas(32) int32_t total[T][8];
+    for (auto& lanes : total)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_setzero_si256());
+    const int64_t nsb = len / kQK;
+    for (int64_t sb0 = 0; sb0 < nsb; sb0 += kSbPerWiden) {
+        const int64_t sb1 = sb0 + kSbPerWiden < nsb ? sb0 + kSbPerWiden : nsb;
+        __m256i acc16[T];
+        for (int u = 0; u < T; ++u) acc16[u] = _mm256_setzero_si256();
+        for (int64_t sb = sb0; sb < sb1; ++sb) {
+            const uint8_t* w = rw.sb(k0 / kQK + sb);
+            // The line row o + kGroupPrefetchRows will read here (same place in its group).
+            _mm_prefetch(reinterpret_cast<const char*>(
+                             reinterpret_cast<uintptr_t>(w) +
+                             static_cast<uintptr_t>(kGroupPrefetchRows * a.w_stride)),
+                         _MM_HINT_T0);
+            const int8_t* xb = xs + sb * kQK * T;
+            for (int h = 0; h < 2; ++h) {
+                const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * h));
+                for (int j = 0; j < 4; ++j) {  // columns 64 j + 32 h .. + 31: piece 2 j + h
+                    const __m256i f = fields(p, j, m3);
+                    const int8_t* xp = xb + (2 * j + h) * 32 * T;
+                    for (int u = 0; u < T; ++u) token_step(acc16[u], f, xp + 32 * u);
+                }
+            }
+        }
+        for (int u = 0; u < T; ++u) widen_into(total[u], acc16[u]);
+    }
+    for (int u = 0; u < T; ++u)
+        a.acc[u * a.acc_stride + o] +=
+            hsum_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(total[u])));
+}
+
+// Tokens [t0, t0 + T) of rows [o0, o1).
+template <int T>
+TL_AVX2 void token_group(const GemmArgs& a, int64_t o0, int64_t o1, int64_t t0, int8_t* xs) {
+    const int8_t* x = a.x + t0 * a.x_stride;
+    for (int64_t q = 0; q < a.Kp / 32; ++q)  // interleave: piece q of every token
+        for (int u = 0; u < T; ++u)
+            _mm256_store_si256(
+                reinterpret_cast<__m256i*>(xs + (q * T + u) * 32),
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + u * a.x_stride + 32 * q)));
+    int32_t* acc = a.acc + t0 * a.acc_stride;
+    for (int u = 0; u < T; ++u)
+        for (int64_t o = o0; o < o1; ++o) acc[u * a.acc_stride + o] = -a.xsum[t0 + u];
+    GemmArgs g = a;
+    g.acc = acc;
+    const int64_t chunk = kGroupChunkBytes / T / kQK * kQK;
+    for (int64_t k0 = 0; k0 < a.Kp; k0 += chunk) {
+        const int64_t len = a.Kp - k0 < chunk ? a.Kp - k0 : chunk;
+        for (int64_t o = o0; o < o1; ++o) group_row<T>(g, o, k0, len, xs + k0 * T);
     }
 }
 
@@ -319,14 +398,8 @@ TL_AVX2 inline void decode_panel3(const GemmArgs& a, int64_t o, int64_t k0, int6
     }
 }
 
-// Panel decoders for gemm_rows (functors: a lambda would not carry the target attribute).
-template <int R>
-struct Decode2 {
-    TL_AVX2 void operator()(const GemmArgs& a, int64_t o, int64_t k0, int64_t len,
-                            uint8_t* panel) const {
-        decode_panel<R>(a, o, k0, len, panel);
-    }
-};
+// The base-3 panel decoder for gemm_rows (a functor: a lambda would not carry the
+// target attribute).
 template <int R>
 struct Decode3 {
     const Base3Table* tab;
@@ -344,11 +417,21 @@ TL_AVX2 void gemv_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
     for (; o < o1; ++o) gemv_rows<1>(a, o);
 }
 
+// Every token, 8 at a time (the last group takes the rest).
 TL_AVX2 void gemm_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
-    alignas(64) uint8_t panel[kRows * kPanelK];
-    int64_t o = o0;
-    for (; o + kRows <= o1; o += kRows) gemm_rows<kRows>(a, o, panel, kPanelK, Decode2<kRows>{});
-    for (; o < o1; ++o) gemm_rows<1>(a, o, panel, kPanelK, Decode2<1>{});
+    int8_t* xs = interleaved_scratch(8 * a.Kp);
+    for (int64_t t0 = 0; t0 < a.T; t0 += 8) {
+        switch (a.T - t0 < 8 ? a.T - t0 : 8) {
+            case 1: token_group<1>(a, o0, o1, t0, xs); break;
+            case 2: token_group<2>(a, o0, o1, t0, xs); break;
+            case 3: token_group<3>(a, o0, o1, t0, xs); break;
+            case 4: token_group<4>(a, o0, o1, t0, xs); break;
+            case 5: token_group<5>(a, o0, o1, t0, xs); break;
+            case 6: token_group<6>(a, o0, o1, t0, xs); break;
+            case 7: token_group<7>(a, o0, o1, t0, xs); break;
+            default: token_group<8>(a, o0, o1, t0, xs); break;
+        }
+    }
 }
 
 TL_AVX2 void gemv3_avx2(const GemmArgs& a, int64_t o0, int64_t o1) {
