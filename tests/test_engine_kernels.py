@@ -187,7 +187,8 @@ def test_pack_rejects_bad_codes_and_fields():
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("t", [1, 2, 3, 4, 5, 6, 7, 8, 9])  # 2-8: the few-token kernels
+# 2-8: the few-token kernels; 9 and 17: AVX2's groups of 8 tokens and a remainder
+@pytest.mark.parametrize("t", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
 def test_int_matmul_exact(isa, k, t, layout):
     tk.set_isa(isa)
     r = rng(1000 * k + t)
