@@ -84,7 +84,8 @@ def known_isas() -> list[str]:
     """Every kernel set this build knows.
 
     ``scalar``, ``avx2``, ``avx512``, ``avx512vbmi`` (avx512 plus the base-3 layout's
-    lookup kernels), ``neon`` and ``neondot`` (neon with the ARMv8.2 dot product).
+    lookup kernels), ``amx`` (avx512vbmi with the multi-token ternary products on the
+    AMX-INT8 tile unit), ``neon`` and ``neondot`` (neon with the ARMv8.2 dot product).
     """
     return _kernels.known_isas()
 

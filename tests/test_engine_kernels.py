@@ -25,6 +25,7 @@ SKIP_REASON = {
     "(Intel SDE cannot be downloaded; qemu-user does not emulate AVX-512)",
     "avx512vbmi": "this CPU lacks AVX-512 VBMI (or F/BW/VL/DQ/VNNI) and no emulator is "
     "available here",
+    "amx": "this CPU (or its OS) lacks AMX-INT8 tiles, or AVX-512 VBMI",
     "avx2": "this CPU lacks AVX2+FMA",
     "neon": "NEON kernels are compiled and run on aarch64 only",
     "neondot": "NEON dot-product kernels run on aarch64 CPUs with sdot only (ARMv8.2+)",

@@ -5,6 +5,10 @@
 
 #include "kernels/isa.h"
 
+#if TERNLAB_X86 && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if TERNLAB_NEON && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -43,7 +47,25 @@ const Backend* avx512() { return cpu_avx512() ? &avx512_backend() : nullptr; }
 const Backend* avx512vbmi() {
     return cpu_avx512() && __builtin_cpu_supports("avx512vbmi") ? &avx512vbmi_backend() : nullptr;
 }
+// AMX: the CPU has the tiles and INT8 multiplies, and the OS saves the tile state. Linux
+// hands that state out per process on request (arch_prctl); without the grant the
+// first tile instruction faults, so the request's answer decides.
+bool cpu_amx() {
+#if defined(__linux__)
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureTileData = 18;
+    static const bool granted = __builtin_cpu_supports("amx-tile") &&
+                                __builtin_cpu_supports("amx-int8") &&
+                                syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureTileData) == 0;
+    return granted;
 #else
+    return false;
+#endif
+}
+const Backend* amx() {
+    return avx512vbmi() != nullptr && cpu_amx() ? &amx_backend() : nullptr;
+}
+#else
+const Backend* (*const amx)() = none;
 const Backend* (*const avx2)() = none;
 const Backend* (*const avx512)() = none;
 const Backend* (*const avx512vbmi)() = none;
@@ -74,6 +96,7 @@ const Isa kAll[] = {{"scalar", scalar},
                     {"avx2", avx2},
                     {"avx512", avx512},
                     {"avx512vbmi", avx512vbmi},
+                    {"amx", amx},
                     {"neon", neon},
                     {"neondot", neondot}};
 

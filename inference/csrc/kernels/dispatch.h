@@ -14,7 +14,7 @@
 namespace ternlab {
 
 struct Backend {
-    const char* name;  // "scalar", "avx2", "avx512", "avx512vbmi", "neon", "neondot"
+    const char* name;  // "scalar", "avx2", "avx512", "avx512vbmi", "amx", "neon", "neondot"
     QuantRowKernel quant_row;                // per-token int8 activation codes
     MatmulKernel ternary_gemv[kNumLayouts];  // T == 1, per packed layout
     MatmulKernel ternary_gemm[kNumLayouts];  // T >= 2
@@ -36,6 +36,7 @@ const Backend& scalar_backend();
 const Backend& avx2_backend();
 const Backend& avx512_backend();
 const Backend& avx512vbmi_backend();
+const Backend& amx_backend();
 #endif
 #if defined(__aarch64__)
 const Backend& neon_backend();

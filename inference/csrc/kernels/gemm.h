@@ -34,6 +34,10 @@ void gemm3_avx2(const GemmArgs& a, int64_t o0, int64_t o1);
 // AVX-512 VBMI: the digits come from byte lookups (vpermi2b), see gemm_avx512.cpp.
 void gemv3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm3_avx512vbmi(const GemmArgs& a, int64_t o0, int64_t o1);
+// AMX-INT8: fields decoded into a panel, 16 rows x 64 codes x 16 tokens a tile multiply
+// (amx/gemm_amx.cpp); T >= 2 only (the GEMV stays the AVX-512 one).
+void gemm_amx(const GemmArgs& a, int64_t o0, int64_t o1);
+void gemm3_amx(const GemmArgs& a, int64_t o0, int64_t o1);
 // NEON: the digits from compares and a vqtbl4q/vqtbx2q lookup, see gemm_neon.cpp.
 void gemv3_neon(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm3_neon(const GemmArgs& a, int64_t o0, int64_t o1);

@@ -26,6 +26,11 @@
 #define TL_AVX512VBMI                                                                     \
     __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni," \
                           "avx512vbmi")))
+// AMX-INT8 (Sapphire Rapids and later): tile registers and tile multiply-adds, on top of
+// the AVX-512 VBMI decoders. The OS must grant the tile state first (dispatch.cpp).
+#define TL_AMX                                                                            \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni," \
+                          "avx512vbmi,amx-tile,amx-int8")))
 namespace ternlab {
 // The decode GEMVs read their weights as one sequential stream; on Zen 3 the
 // hardware prefetchers alone kept it at about 60% of the read bandwidth at one
