@@ -31,9 +31,20 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 if [[ $EXTRAS == *interop* ]] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     echo "[setup] installing llama-cpp-python (first time: compiles llama.cpp, ~15 min on 2 cores)"
+    # Built on its own so that the flags below reach llama.cpp only. On x86-64 its AMX
+    # code is left out: GCC 12 drops the stores that fill its tile configuration, so on
+    # a CPU with AMX every Q4_0/Q8_0 product died of SIGILL (an empty config, then
+    # tilezero). GCC keeps explicit -mno-* flags over -march=native. The multimodal
+    # (llava) part is not needed either.
+    no_amx=""
+    if [ "$(uname -m)" = x86_64 ]; then no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"; fi
+    spec=$(.venv/bin/python -c 'import tomllib
+extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
+print(next(r for r in extras["interop"] if r.startswith("llama-cpp-python")))')
+    CFLAGS="${CFLAGS:-} $no_amx" CXXFLAGS="${CXXFLAGS:-} $no_amx" \
+        CMAKE_ARGS=${CMAKE_ARGS:--DLLAVA_BUILD=OFF} .venv/bin/python -m pip install --quiet "$spec"
 fi
 echo "[setup] installing ternlab (editable) with extras [$EXTRAS]"
-# The multimodal (llava) part of llama-cpp-python is not needed: skip compiling it.
-CMAKE_ARGS=${CMAKE_ARGS:--DLLAVA_BUILD=OFF} .venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
+.venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
 .venv/bin/ternlab version
 echo "[setup] done: activate with 'source .venv/bin/activate'"

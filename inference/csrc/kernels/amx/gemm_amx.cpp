@@ -52,6 +52,10 @@ TL_AMX inline void configure_tiles(int64_t width) {
         c.rows[i] = kBlockRows;
         c.colsb[i] = static_cast<uint16_t>(i == 4 || i == 5 ? kChunk : 4 * width);
     }
+    // GCC 12 does not see ldtilecfg read its operand and may drop the stores that fill
+    // it (llama.cpp's AMX code, built by that GCC, loads an all-zero configuration and
+    // dies of SIGILL at its first tile instruction): the empty asm reads the block first.
+    asm volatile("" : : "m"(c));
     _tile_loadconfig(&c);
 }
 
