@@ -742,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--isa",
         default="auto",
-        help="ternlab's kernels (scalar, avx2, avx512, avx512vbmi, amx, neon, neondot; "
+        help="ternlab's kernels (scalar, avx2, avxvnni, avx512, avx512vbmi, amx, neon, neondot; "
         "auto: the best)",
     )
     ap.add_argument(

@@ -83,7 +83,8 @@ def available_isas() -> list[str]:
 def known_isas() -> list[str]:
     """Every kernel set this build knows.
 
-    ``scalar``, ``avx2``, ``avx512``, ``avx512vbmi`` (avx512 plus the base-3 layout's
+    ``scalar``, ``avx2``, ``avxvnni`` (avx2 with the 2-bit multi-token product on the
+    256-bit ``vpdpbusd``), ``avx512``, ``avx512vbmi`` (avx512 plus the base-3 layout's
     lookup kernels), ``amx`` (avx512vbmi with the multi-token ternary products on the
     AMX-INT8 tile unit), ``neon`` and ``neondot`` (neon with the ARMv8.2 dot product).
     """

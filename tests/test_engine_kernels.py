@@ -27,6 +27,7 @@ SKIP_REASON = {
     "available here",
     "amx": "this CPU (or its OS) lacks AMX-INT8 tiles, or AVX-512 VBMI",
     "avx2": "this CPU lacks AVX2+FMA",
+    "avxvnni": "this CPU lacks AVX-VNNI (Intel Alder Lake and later, AMD Zen 5)",
     "neon": "NEON kernels are compiled and run on aarch64 only",
     "neondot": "NEON dot-product kernels run on aarch64 CPUs with sdot only (ARMv8.2+)",
 }

@@ -30,7 +30,7 @@ from ternlab.inference import _kernels
 from ternlab.inference.engine import Engine
 
 U = 2.0**-24  # float32 unit roundoff
-ISAS = ["scalar", "avx2", "avx512", "avx512vbmi", "amx", "neon", "neondot"]
+ISAS = ["scalar", "avx2", "avxvnni", "avx512", "avx512vbmi", "amx", "neon", "neondot"]
 PROMPTS, LENGTH = 24, 12
 
 

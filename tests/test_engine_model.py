@@ -673,8 +673,8 @@ def test_missing_file():
 def test_attention_kernels_follow_the_isa():
     # Every x86 SIMD ISA runs the AVX2 attention (head_dim a multiple of 8), NEON its own
     # (a multiple of 4); the scalar ISA and other head sizes take the reference.
-    simd = {"avx2": "avx2", "avx512": "avx2", "avx512vbmi": "avx2", "amx": "avx2",
-            "neon": "neon", "neondot": "neon"}  # fmt: skip
+    simd = {"avx2": "avx2", "avxvnni": "avx2", "avx512": "avx2", "avx512vbmi": "avx2",
+            "amx": "avx2", "neon": "neon", "neondot": "neon"}  # fmt: skip
     for isa in _kernels.available_isas():
         _kernels.set_isa(isa)
         assert _kernels.attention_kernel_isa(64) == simd.get(isa, "scalar"), isa

@@ -286,9 +286,16 @@ def test_float_isas_agree_with_scalar(tmp_path):
     check_within_bound(ref, x, w, "scalar")
     for isa in ISAS:
         K.set_isa(isa)
-        # x86 ISAs have their own float kernels (avx512vbmi and amx add ternary kernels
-        # only, their float ones are avx512's); others (neon) use the scalar ones.
-        want = {"avx2": "avx2", "avx512": "avx512", "avx512vbmi": "avx512", "amx": "avx512"}
+        # x86 ISAs have their own float kernels (avxvnni, avx512vbmi and amx add ternary
+        # kernels only: their float ones are avx2's or avx512's); others (neon) use the
+        # scalar ones.
+        want = {
+            "avx2": "avx2",
+            "avxvnni": "avx2",
+            "avx512": "avx512",
+            "avx512vbmi": "avx512",
+            "amx": "avx512",
+        }
         want = want.get(isa, "scalar")
         assert K.float_kernel_isa() == want
         bound = 2 * 778 * U * (np.abs(x) @ np.abs(w.astype(np.float64)).T)

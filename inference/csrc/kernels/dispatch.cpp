@@ -43,6 +43,9 @@ bool cpu_avx512() {
            __builtin_cpu_supports("avx512vnni");
 }
 const Backend* avx2() { return cpu_avx2() ? &avx2_backend() : nullptr; }
+const Backend* avxvnni() {
+    return cpu_avx2() && __builtin_cpu_supports("avxvnni") ? &avxvnni_backend() : nullptr;
+}
 const Backend* avx512() { return cpu_avx512() ? &avx512_backend() : nullptr; }
 const Backend* avx512vbmi() {
     return cpu_avx512() && __builtin_cpu_supports("avx512vbmi") ? &avx512vbmi_backend() : nullptr;
@@ -67,6 +70,7 @@ const Backend* amx() {
 #else
 const Backend* (*const amx)() = none;
 const Backend* (*const avx2)() = none;
+const Backend* (*const avxvnni)() = none;
 const Backend* (*const avx512)() = none;
 const Backend* (*const avx512vbmi)() = none;
 #endif
@@ -94,6 +98,7 @@ const Backend* (*const neondot)() = none;
 // From the scalar reference to the best: the last available one is the default.
 const Isa kAll[] = {{"scalar", scalar},
                     {"avx2", avx2},
+                    {"avxvnni", avxvnni},
                     {"avx512", avx512},
                     {"avx512vbmi", avx512vbmi},
                     {"amx", amx},

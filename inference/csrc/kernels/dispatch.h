@@ -14,7 +14,7 @@
 namespace ternlab {
 
 struct Backend {
-    const char* name;  // "scalar", "avx2", "avx512", "avx512vbmi", "amx", "neon", "neondot"
+    const char* name;  // "scalar", "avx2", "avxvnni", "avx512", "avx512vbmi", "amx", "neon", "neondot"
     QuantRowKernel quant_row;                // per-token int8 activation codes
     MatmulKernel ternary_gemv[kNumLayouts];  // T == 1, per packed layout
     MatmulKernel ternary_gemm[kNumLayouts];  // T >= 2
@@ -34,6 +34,7 @@ struct Backend {
 const Backend& scalar_backend();
 #if defined(__x86_64__) || defined(__i386__)
 const Backend& avx2_backend();
+const Backend& avxvnni_backend();
 const Backend& avx512_backend();
 const Backend& avx512vbmi_backend();
 const Backend& amx_backend();

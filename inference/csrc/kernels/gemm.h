@@ -20,6 +20,8 @@ namespace ternlab {
 void gemm_scalar(const GemmArgs& a, int64_t o0, int64_t o1);  // the reference, any T
 void gemv_avx2(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_avx2(const GemmArgs& a, int64_t o0, int64_t o1);
+// AVX-VNNI (2-bit layout): the AVX-512 panel GEMM on 256-bit vpdpbusd (avxvnni/).
+void gemm_avxvnni(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemv_avx512(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemm_avx512(const GemmArgs& a, int64_t o0, int64_t o1);
 void gemv_neon(const GemmArgs& a, int64_t o0, int64_t o1);

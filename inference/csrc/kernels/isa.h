@@ -21,6 +21,8 @@
 #endif
 #include <immintrin.h>
 #define TL_AVX2 __attribute__((target("avx2,fma")))
+// AVX-VNNI: the VEX (256-bit) vpdpbusd of Alder Lake and later cores without AVX-512.
+#define TL_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
 #define TL_AVX512 \
     __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
 #define TL_AVX512VBMI                                                                     \
