@@ -1,8 +1,9 @@
-// AVX-VNNI ternary GEMM (the 2-bit layout; T >= 2). Intel cores from Alder Lake on
-// have the VEX-encoded 256-bit vpdpbusd without AVX-512: one instruction multiplies
-// 32 unsigned fields f = code + 1 by 32 signed activation codes and adds groups of
-// four into int32 lanes, where AVX2 needs maddubs, an int16 add and a widening every
-// few super-blocks. sum f*x - sum x = sum code*x, as in the other kernels.
+// AVX-VNNI ternary GEMM (the 2-bit layout; from 16 tokens, fewer take AVX2's). Intel
+// cores from Alder Lake on have the VEX-encoded 256-bit vpdpbusd without AVX-512: one
+// instruction multiplies 32 unsigned fields f = code + 1 by 32 signed activation codes
+// and adds groups of four into int32 lanes, where AVX2 needs maddubs, an int16 add and
+// a widening every few super-blocks. sum f*x - sum x = sum code*x, as in the other
+// kernels.
 //
 // The AVX-512 GEMM's plan on 256 bits: a panel of 4 rows x 4096 columns is decoded
 // once into unsigned fields (16 KiB, L1) and reused by every token; the tile is 4 rows
@@ -19,6 +20,11 @@ namespace {
 
 constexpr int64_t kRows = 4;       // rows per panel: one row group
 constexpr int64_t kPanelK = 4096;  // columns per panel (16 super-blocks)
+// Below this many tokens AVX2's GEMM (weights decoded in registers, 8 tokens at a
+// time) is as fast or faster: one 6912 x 2560 matrix, one core of the AMX Xeon, G
+// multiply-adds/s AVX2 -> this kernel: T = 2 66 -> 60, 4 84 -> 80, 8 95 -> 95,
+// 16 94 -> 107, 32 95 -> 109, 128 94 -> 114 (lowest time of 25 runs).
+constexpr int64_t kMinTokens = 16;
 
 TL_AVXVNNI inline int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -29,6 +35,14 @@ TL_AVXVNNI inline int32_t hsum_epi32(__m256i v) {
 
 TL_AVXVNNI inline __m256i load(const void* p) {
     return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// acc += vpdpbusd(f, x), in place. With the intrinsic GCC 12 copied each accumulator
+// into a scratch register and back and spilled one (as with the AVX-512 kernels); the
+// asm ties the sum to the accumulator. {vex}: the assembler would pick the EVEX form
+// (AVX-512 VNNI), which faults on the CPUs this kernel is for.
+TL_AVXVNNI inline void dpbusd_to(__m256i& acc, __m256i f, __m256i x) {
+    asm("%{vex%} vpdpbusd %[x], %[f], %[acc]" : [acc] "+x"(acc) : [f] "x"(f), [x] "x"(x));
 }
 
 // Rows [o, o + R), columns [k0, k0 + len) as fields, row r at panel + r * len. A
@@ -65,7 +79,7 @@ TL_AVXVNNI inline void gemm_tile(const GemmArgs& a, const uint8_t* panel, int64_
         for (int r = 0; r < R; ++r) {
             const __m256i f =
                 _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + r * len + s));
-            for (int u = 0; u < TT; ++u) acc[r][u] = _mm256_dpbusd_avx_epi32(acc[r][u], f, xv[u]);
+            for (int u = 0; u < TT; ++u) dpbusd_to(acc[r][u], f, xv[u]);
         }
     }
     for (int r = 0; r < R; ++r)
@@ -88,6 +102,7 @@ TL_AVXVNNI inline void gemm_rows(const GemmArgs& a, int64_t o, uint8_t* panel) {
 }  // namespace
 
 TL_AVXVNNI void gemm_avxvnni(const GemmArgs& a, int64_t o0, int64_t o1) {
+    if (a.T < kMinTokens) return gemm_avx2(a, o0, o1);
     alignas(32) uint8_t panel[kRows * kPanelK];
     int64_t o = o0;
     for (; o + kRows <= o1; o += kRows) gemm_rows<kRows>(a, o, panel);
