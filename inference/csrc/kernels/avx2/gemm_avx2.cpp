@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/avx2/hsum_avx2.h"
 #include "kernels/isa.h"
 
 #if TERNLAB_X86
@@ -41,13 +42,6 @@ constexpr int64_t kSbPerWiden = 4;       // super-blocks per int16 run: 4*8 madd
 constexpr int64_t kStepsPerWiden = 32;   // GEMM: 32-byte steps per int16 run: 32*512 = 16384
 constexpr int64_t kSb3PerWiden = 3;      // base-3 GEMV: 3 super-blocks * 10 maddubs * 512 = 15360
 constexpr int64_t kPanelK3 = 3840;       // base-3 GEMM: 12 super-blocks of 320, the same L1 budget
-
-TL_AVX2 inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 
 // Fields j of a 32-byte packed vector: (p >> 2j) & 3 per byte. The 16-bit shift
 // moves bits of the neighbouring byte into bits 2..7, which the mask drops.

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "kernels/float_matmul.h"
+#include "kernels/avx2/hsum_avx2.h"
 #include "kernels/isa.h"
 #include "kernels/q6k.h"
 #include "kernels/q6k_int8.h"
@@ -34,13 +35,6 @@ TL_Q6K2 inline float half_to_float(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, sizeof h);
     return _cvtsh_ss(h);
-}
-
-TL_Q6K2 inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
 }
 
 // Levels of values 128h + 32k + (0..31) into y[k] (layout: q6k.h). ql bytes

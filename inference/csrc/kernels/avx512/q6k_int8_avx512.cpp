@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/float_matmul.h"
+#include "kernels/avx2/hsum_avx2.h"
 #include "kernels/isa.h"
 #include "kernels/q6k.h"
 #include "kernels/q6k_int8.h"
@@ -41,13 +42,6 @@ TL_Q6K512 inline float half_to_float(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, sizeof h);
     return _cvtsh_ss(h);
-}
-
-TL_Q6K512 inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
 }
 
 // The block's 16 scales as int16.

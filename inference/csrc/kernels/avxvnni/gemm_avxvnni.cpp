@@ -10,6 +10,7 @@
 // x 2 tokens, since VEX code has 16 vector registers (8 accumulators, 2 activation
 // vectors and a field vector).
 #include "kernels/gemm.h"
+#include "kernels/avx2/hsum_avx2.h"
 #include "kernels/isa.h"
 
 #if TERNLAB_X86
@@ -25,13 +26,6 @@ constexpr int64_t kPanelK = 4096;  // columns per panel (16 super-blocks)
 // multiply-adds/s AVX2 -> this kernel: T = 2 66 -> 60, 4 84 -> 80, 8 95 -> 95,
 // 16 94 -> 107, 32 95 -> 109, 128 94 -> 114 (lowest time of 25 runs).
 constexpr int64_t kMinTokens = 16;
-
-TL_AVXVNNI inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 
 TL_AVXVNNI inline __m256i load(const void* p) {
     return _mm256_loadu_si256(static_cast<const __m256i*>(p));
