@@ -83,32 +83,51 @@ TL_AMX inline void layout_tokens(const GemmArgs& a, int64_t g0, int64_t gn, int6
     }
 }
 
-// One pass over K for MB row blocks x NB token tiles; the sums go to out (MB * NB
-// tiles of 16 rows x width int32, tile 2r + u at out + (2r + u) * 16 * width).
+// The sum tiles of MB row blocks x NB token tiles: tile 2r + v holds (block r, tile v).
 template <int MB, int NB>
-TL_AMX inline void tile_pass(const uint8_t* panel, int64_t Kp, const int8_t* xv, int64_t width,
-                             int32_t* out) {
-    const int64_t nch = Kp / kChunk, bstride = 4 * width, tile_bytes = nch * kChunk * width;
+TL_AMX inline void zero_sums() {
     _tile_zero(0);
     if constexpr (NB == 2) _tile_zero(1);
     if constexpr (MB == 2) _tile_zero(2);
     if constexpr (MB == 2 && NB == 2) _tile_zero(3);
-    for (int64_t c = 0; c < nch; ++c) {
-        const int8_t* b = xv + c * kChunk * width;
-        _tile_loadd(4, panel + c * kChunk, Kp);
-        _tile_loadd(6, b, bstride);
-        if constexpr (NB == 2) _tile_loadd(7, b + tile_bytes, bstride);
-        if constexpr (MB == 2) _tile_loadd(5, panel + kBlockRows * Kp + c * kChunk, Kp);
-        _tile_dpbusd(0, 4, 6);
-        if constexpr (NB == 2) _tile_dpbusd(1, 4, 7);
-        if constexpr (MB == 2) _tile_dpbusd(2, 5, 6);
-        if constexpr (MB == 2 && NB == 2) _tile_dpbusd(3, 5, 7);
-    }
-    const int64_t step = kBlockRows * width;
+}
+
+// One chunk of 64 codes: the fields of the MB row blocks (at f and f + 16 fstride, row
+// stride fstride) times the NB token tiles' codes (at b and b + tile_bytes).
+template <int MB, int NB>
+TL_AMX inline void multiply_chunk(const uint8_t* f, int64_t fstride, const int8_t* b,
+                                  int64_t bstride, int64_t tile_bytes) {
+    _tile_loadd(4, f, fstride);
+    _tile_loadd(6, b, bstride);
+    if constexpr (NB == 2) _tile_loadd(7, b + tile_bytes, bstride);
+    if constexpr (MB == 2) _tile_loadd(5, f + kBlockRows * fstride, fstride);
+    _tile_dpbusd(0, 4, 6);
+    if constexpr (NB == 2) _tile_dpbusd(1, 4, 7);
+    if constexpr (MB == 2) _tile_dpbusd(2, 5, 6);
+    if constexpr (MB == 2 && NB == 2) _tile_dpbusd(3, 5, 7);
+}
+
+// The sum tiles to out (16 rows x width int32 each, tile 2r + v at out + (2r + v) * 16 *
+// width).
+template <int MB, int NB>
+TL_AMX inline void save_sums(int32_t* out, int64_t width) {
+    const int64_t bstride = 4 * width, step = kBlockRows * width;
     _tile_stored(0, out, bstride);
     if constexpr (NB == 2) _tile_stored(1, out + step, bstride);
     if constexpr (MB == 2) _tile_stored(2, out + 2 * step, bstride);
     if constexpr (MB == 2 && NB == 2) _tile_stored(3, out + 3 * step, bstride);
+}
+
+// One pass over K for MB row blocks x NB token tiles; the sums go to out (save_sums).
+template <int MB, int NB>
+TL_AMX inline void tile_pass(const uint8_t* panel, int64_t Kp, const int8_t* xv, int64_t width,
+                             int32_t* out) {
+    const int64_t nch = Kp / kChunk, tile_bytes = nch * kChunk * width;
+    zero_sums<MB, NB>();
+    for (int64_t c = 0; c < nch; ++c)
+        multiply_chunk<MB, NB>(panel + c * kChunk, Kp, xv + c * kChunk * width, 4 * width,
+                               tile_bytes);
+    save_sums<MB, NB>(out, width);
 }
 
 // A tile of sums (16 rows x width, row-major) into acc[t, o..o+15] less xsum[t]: one
@@ -122,6 +141,19 @@ TL_AMX inline void store_tile(const GemmArgs& a, const int32_t* tile, int64_t wi
         const __m512i d = _mm512_sub_epi32(v, _mm512_set1_epi32(a.xsum[t0 + t]));
         _mm512_storeu_si512(a.acc + (t0 + t) * a.acc_stride + o, d);
     }
+}
+
+// The saved sums (save_sums) of MB row blocks from o x nb token tiles from token t0,
+// the tokens ending at t_end, into acc.
+template <int MB>
+TL_AMX inline void store_sums(const GemmArgs& a, const int32_t* out, int64_t width, int64_t o,
+                              int64_t t0, int nb, int64_t t_end) {
+    for (int r = 0; r < MB; ++r)
+        for (int v = 0; v < nb; ++v) {
+            const int64_t t = t0 + v * width;
+            const int64_t n = t_end - t < width ? t_end - t : width;
+            store_tile(a, out + (2 * r + v) * kBlockRows * width, width, o + r * kBlockRows, t, n);
+        }
 }
 
 // The fields of one super-block of a row group (kRowGroup rows, one 64-byte block each,
@@ -177,13 +209,7 @@ TL_AMX inline void panel_blocks(const GemmArgs& a, int64_t o, const int8_t* xv, 
             tile_pass<MB, 2>(panel, a.Kp, xv + u * tile_bytes, width, out);
         else
             tile_pass<MB, 1>(panel, a.Kp, xv + u * tile_bytes, width, out);
-        for (int r = 0; r < MB; ++r)
-            for (int v = 0; v < nb; ++v) {
-                const int64_t t0 = g0 + (u + v) * width;
-                const int64_t n = g0 + gn - t0 < width ? g0 + gn - t0 : width;
-                store_tile(a, out + (2 * r + v) * kBlockRows * width, width, o + r * kBlockRows,
-                           t0, n);
-            }
+        store_sums<MB>(a, out, width, o, g0 + u * width, nb, g0 + gn);
     }
 }
 
@@ -196,40 +222,21 @@ TL_AMX inline void stream_blocks(const GemmArgs& a, int64_t o, const int8_t* xv,
                                  int64_t g0, int64_t gn, uint8_t* buf, int32_t* out, Dec dec) {
     constexpr int64_t kCodes = Dec::kCodes, kChunks = kCodes / kChunk;
     constexpr int64_t kGroups = MB * kBlockRows / kRowGroup;
-    const int64_t bstride = 4 * width, tile_bytes = a.Kp * width;
+    const int64_t tile_bytes = a.Kp * width;
     const uint8_t* src[kGroups];
     for (int64_t g = 0; g < kGroups; ++g) src[g] = group_stream(a, o + g * kRowGroup);
-    _tile_zero(0);
-    if constexpr (NB == 2) _tile_zero(1);
-    if constexpr (MB == 2) _tile_zero(2);
-    if constexpr (MB == 2 && NB == 2) _tile_zero(3);
+    zero_sums<MB, NB>();
     for (int64_t sb = 0; sb < a.Kp / kCodes; ++sb) {
         uint8_t* f = buf + (sb & 1) * MB * kBlockRows * kCodes;
         for (int64_t g = 0; g < kGroups; ++g)
             dec(src[g] + sb * kRowGroup * kBlockBytes, f + g * kRowGroup * kCodes, kCodes);
-        for (int64_t c = 0; c < kChunks; ++c) {
-            const int8_t* b = xv + (sb * kChunks + c) * kChunk * width;
-            _tile_loadd(4, f + c * kChunk, kCodes);
-            _tile_loadd(6, b, bstride);
-            if constexpr (NB == 2) _tile_loadd(7, b + tile_bytes, bstride);
-            if constexpr (MB == 2) _tile_loadd(5, f + kBlockRows * kCodes + c * kChunk, kCodes);
-            _tile_dpbusd(0, 4, 6);
-            if constexpr (NB == 2) _tile_dpbusd(1, 4, 7);
-            if constexpr (MB == 2) _tile_dpbusd(2, 5, 6);
-            if constexpr (MB == 2 && NB == 2) _tile_dpbusd(3, 5, 7);
-        }
+        for (int64_t c = 0; c < kChunks; ++c)
+            multiply_chunk<MB, NB>(f + c * kChunk, kCodes,
+                                   xv + (sb * kChunks + c) * kChunk * width, 4 * width,
+                                   tile_bytes);
     }
-    const int64_t step = kBlockRows * width;
-    _tile_stored(0, out, bstride);
-    if constexpr (NB == 2) _tile_stored(1, out + step, bstride);
-    if constexpr (MB == 2) _tile_stored(2, out + 2 * step, bstride);
-    if constexpr (MB == 2 && NB == 2) _tile_stored(3, out + 3 * step, bstride);
-    for (int r = 0; r < MB; ++r)
-        for (int v = 0; v < NB; ++v) {
-            const int64_t t0 = g0 + v * width;
-            const int64_t n = g0 + gn - t0 < width ? g0 + gn - t0 : width;
-            store_tile(a, out + (2 * r + v) * step, width, o + r * kBlockRows, t0, n);
-        }
+    save_sums<MB, NB>(out, width);
+    store_sums<MB>(a, out, width, o, g0, NB, g0 + gn);
 }
 
 // Row blocks [o, o + 16 MB) for tokens [g0, g0 + gn).
