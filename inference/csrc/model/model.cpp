@@ -29,6 +29,17 @@ void split_range(int threads, int64_t n, const F& f) {
     parallel_ranges(threads, n, 16, f);
 }
 
+// rms_norm of T rows, split by rows over the threads when there is enough work
+// (a prompt chunk); each row is one pass either way, so the values do not change.
+void norm_rows(const ModelState& m, const float* x, const float* w, int64_t T, int64_t n,
+               float* out) {
+    const float eps = static_cast<float>(m.c.rms_eps);
+    if (T < 2 || T * n < kMinSplit) return rms_norm(x, w, T, n, eps, out);
+    parallel_ranges(m.threads, T, 1, [&](int64_t t0, int64_t t1) {
+        rms_norm(x + t0 * n, w, t1 - t0, n, eps, out + t0 * n);
+    });
+}
+
 // A non-finite input to a matmul, reported with where it happened.
 struct NonFinite {
     std::string where;
@@ -86,8 +97,7 @@ void attention_block(ModelState& m, int64_t l, const std::vector<Segment>& segs,
     const ModelConfig& c = m.c;
     const Layer& L = m.layers[l];
     const int64_t nq = c.n_head * c.head_dim;
-    rms_norm(m.x.data(), L.attn_norm.data(), T, c.n_embd, static_cast<float>(c.rms_eps),
-             m.h.data());
+    norm_rows(m, m.x.data(), L.attn_norm.data(), T, c.n_embd, m.h.data());
     matmul<3>(m, {&L.q, &L.k, &L.v}, m.h.data(), T, {m.q.data(), m.k.data(), m.v.data()});
     thread_local std::vector<AttentionArgs> args;
     args.clear();
@@ -118,8 +128,7 @@ void attention_block(ModelState& m, int64_t l, const std::vector<Segment>& segs,
     }
     attention_batch(args.data(), static_cast<int64_t>(args.size()), m.threads);
     if (c.sub_norm)
-        rms_norm(m.att.data(), L.attn_sub_norm.data(), T, nq, static_cast<float>(c.rms_eps),
-                 m.att.data());
+        norm_rows(m, m.att.data(), L.attn_sub_norm.data(), T, nq, m.att.data());
     matmul(m, L.o, m.att.data(), T, m.h.data());
     add(m.x.data(), m.h.data(), T * c.n_embd);
 }
@@ -127,8 +136,7 @@ void attention_block(ModelState& m, int64_t l, const std::vector<Segment>& segs,
 void ffn_block(ModelState& m, int64_t l, int64_t T) {
     const ModelConfig& c = m.c;
     const Layer& L = m.layers[l];
-    const float eps = static_cast<float>(c.rms_eps);
-    rms_norm(m.x.data(), L.ffn_norm.data(), T, c.n_embd, eps, m.h.data());
+    norm_rows(m, m.x.data(), L.ffn_norm.data(), T, c.n_embd, m.h.data());
     matmul<2>(m, {&L.gate, &L.up}, m.h.data(), T, {m.g.data(), m.u.data()});
     float* g = m.g.data();
     const float* u = m.u.data();
@@ -138,7 +146,7 @@ void ffn_block(ModelState& m, int64_t l, int64_t T) {
         else
             silu_mul(g + i0, u + i0, i1 - i0);
     });
-    if (c.sub_norm) rms_norm(m.g.data(), L.ffn_sub_norm.data(), T, c.n_ff, eps, m.g.data());
+    if (c.sub_norm) norm_rows(m, m.g.data(), L.ffn_sub_norm.data(), T, c.n_ff, m.g.data());
     matmul(m, L.down, m.g.data(), T, m.h.data());
     add(m.x.data(), m.h.data(), T * c.n_embd);
 }
