@@ -1,8 +1,9 @@
 // AVX-512 (BW + VNNI) Q6_K x int8 kernels (numerics: q6k_int8.h), the AVX2
 // kernels' plan (q6k_int8_avx2.cpp) on 64 values at a time: maddubs of the
 // unsigned levels and the codes, then vpdpwssd with each pair's sub-block
-// scale accumulates int32 directly. Same structure: a one-row-at-a-time GEMV
-// (one sequential weight stream) and a GEMM over a decoded panel.
+// scale accumulates int32 directly. A one-row-at-a-time GEMV (one sequential
+// weight stream) and a GEMM that decodes each block in registers once for up to
+// kSmallT tokens (unlike the AVX2 file, no panel of decoded rows).
 #include <cstdint>
 #include <cstring>
 
@@ -21,9 +22,7 @@ namespace ternlab {
 
 namespace {
 
-constexpr int64_t kRowBlock = 16;  // panel: 16 rows x 2K bytes (80 KiB at K = 2560), in L2
-constexpr int kTileTokens = 4;
-constexpr int64_t kSmallT = 8;  // up to this many tokens skip the panel (gemm_tokens)
+constexpr int kSmallT = 32;  // tokens per pass over the weights (gemm_tokens)
 // The GEMV asks for the weights 4 KiB ahead (prefetch_ahead, isa.h): the 512-bit
 // loop left the hardware prefetchers behind (2B-shape head, 2 threads, on a 2-core
 // Zen 4 while another job ran: 15.6 -> 17.4 GB/s with 2-4 KiB).
@@ -119,101 +118,75 @@ TL_Q6K512 void gemv(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_
 }
 
 // ---- GEMM ------------------------------------------------------------------------
-// A decoded row p: levels p[v] (K bytes, value order), then the pair scales of
-// the 64 values from v as 32 int16 at p[K + v].
-TL_Q6K512 inline void decode_row(const uint8_t* row, int64_t K, uint8_t* p) {
-    for (int64_t b = 0; b < K / kQ6KBlock; ++b) {
-        const uint8_t* blk = row + b * kQ6KBlockBytes;
-        const __m256i sc = scales16(blk);
-        for (int h = 0; h < 2; ++h) {
-            __m512i y[2], sv[2];
-            levels_half(blk, h, y);
-            scales_half(sc, h, sv);
-            for (int k = 0; k < 2; ++k) {
-                const int64_t v = b * kQ6KBlock + 128 * h + 64 * k;
-                _mm512_storeu_si512(p + v, y[k]);
-                _mm512_storeu_si512(p + K + v, sv[k]);
-            }
-        }
-    }
+// Lane u of the result: the sum of the 16 int32 lanes of v[u], for 8 vectors at
+// once (a shuffle tree: 23 instructions where 8 separate sums take about 40).
+TL_Q6K512 inline __m256i sum_lanes8(const __m512i* v) {
+    __m512i p[4];
+    for (int i = 0; i < 4; ++i)  // 256-bit halves added: v[2i] in quarters 0-1, v[2i+1] in 2-3
+        p[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(v[2 * i], v[2 * i + 1], 0x44),
+                                _mm512_shuffle_i64x2(v[2 * i], v[2 * i + 1], 0xEE));
+    // Quarters added in pairs: quarter k of a / b holds 4 partial sums of v[k] / v[4 + k].
+    const __m512i a = _mm512_add_epi32(_mm512_shuffle_i64x2(p[0], p[1], 0x88),
+                                       _mm512_shuffle_i64x2(p[0], p[1], 0xDD));
+    const __m512i b = _mm512_add_epi32(_mm512_shuffle_i64x2(p[2], p[3], 0x88),
+                                       _mm512_shuffle_i64x2(p[2], p[3], 0xDD));
+    // Within each quarter: lanes 0 and 1 end as the sums of v[k] and v[4 + k].
+    const __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    const __m512i u = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));
+    const __m512i order = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, u));
 }
 
-// y of decoded row p (raw row: scales, d) for tokens [t, t + TT) into out.
-template <int TT>
-TL_Q6K512 inline void tile_row(const uint8_t* p, const uint8_t* row, int64_t K, const Q6KActs& x,
-                               int64_t t, float* out) {
-    const int64_t nb = K / kQ6KBlock;
-    float acc[TT];
-    for (int i = 0; i < TT; ++i) acc[i] = 0.0f;
-    for (int64_t b = 0; b < nb; ++b) {
-        __m512i isum[TT];
-        for (int i = 0; i < TT; ++i) isum[i] = _mm512_setzero_si512();
-        for (int64_t v = b * kQ6KBlock; v < (b + 1) * kQ6KBlock; v += 64) {
-            const __m512i y = load512(p + v), sv = load512(p + K + v);
-            for (int i = 0; i < TT; ++i) isum[i] = dot64(isum[i], y, sv, x.codes + (t + i) * K + v);
-        }
-        const uint8_t* blk = row + b * kQ6KBlockBytes;
-        const __m256i sc = scales16(blk);
-        const float d = half_to_float(blk + 208);
-        for (int i = 0; i < TT; ++i) {
-            const int32_t total = block_isum(isum[i], sc, x.xsum + (t + i) * (K / 16) + 16 * b);
-            acc[i] = q6k_accumulate(acc[i], total, d, x.s[(t + i) * nb + b]);
-        }
-    }
-    for (int i = 0; i < TT; ++i) out[i] = acc[i];
-}
-
-TL_Q6K512 inline void tile_dispatch(int tt, const uint8_t* p, const uint8_t* row, int64_t K,
-                                    const Q6KActs& x, int64_t t, float* out) {
-    switch (tt) {
-        case 4: tile_row<4>(p, row, K, x, t, out); break;
-        case 3: tile_row<3>(p, row, K, x, t, out); break;
-        case 2: tile_row<2>(p, row, K, x, t, out); break;
-        default: tile_row<1>(p, row, K, x, t, out); break;
-    }
-}
-static_assert(kTileTokens == 4, "tile_dispatch handles tiles of 1 to 4 tokens");
-
-// A few tokens (batched decode): each block's levels and pair scales are decoded
-// in registers, as in the GEMV, and used by every token; the same integer sums
-// and float steps as tile_row. The panel GEMM's stores and reloads only pay for
-// themselves over many tokens (2b-shape head, 8 tokens: 30% of a batched decode
-// step with the panel).
+// TT tokens of one row: each block's levels and pair scales are decoded in
+// registers, as in the GEMV, and used by every token; the same integer sums and
+// float steps as the GEMV. The -32 offsets join each token's lanes through one
+// vpdpwssd (the scales times -32 fit int16), and 8 tokens' lane sums come out of
+// one shuffle tree (sum_lanes8) instead of a sum per token (2b-shape head, 8
+// tokens, 2 threads: 32-33 -> 27-28 ms).
 template <int TT>
 TL_Q6K512 inline void row_dot_tokens(const uint8_t* row, int64_t K, const Q6KActs& x,
                                      float* out) {
-    static_assert(TT <= 8, "token u's float sum is lane u of one __m256");
+    constexpr int kGroups = (TT + 7) / 8;  // token u's float sum: lane u % 8 of acc[u / 8]
     const int64_t nb = K / kQ6KBlock;
-    // q6k_accumulate for all tokens at once, lane by lane the same IEEE steps: one
-    // vdivps instead of TT divss a block (2b-shape head, 8 tokens, 1 thread, 3
+    // q6k_accumulate for 8 tokens at once, lane by lane the same IEEE steps: one
+    // vdivps instead of 8 divss a block (2b-shape head, 8 tokens, 1 thread, 3
     // interleaved rounds: 53.7/59.9/63.8 -> 48.6/54.3/46.8 ms).
-    __m256 acc = _mm256_setzero_ps();
-    alignas(32) int32_t tot[8] = {};
-    alignas(32) float s[8] = {1, 1, 1, 1, 1, 1, 1, 1};  // lanes past TT: unused, finite
+    __m256 acc[kGroups];
+    for (int g = 0; g < kGroups; ++g) acc[g] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = row + b * kQ6KBlockBytes;
         prefetch_ahead(blk, kQ6KBlockBytes);
         const __m256i sc = scales16(blk);
+        const __m512i off = _mm512_zextsi256_si512(
+            _mm256_slli_epi16(_mm256_sub_epi16(_mm256_setzero_si256(), sc), 5));
         __m512i y[4], sv[4];  // values 64q .. 64q + 63 of the block
         for (int h = 0; h < 2; ++h) {
             levels_half(blk, h, y + 2 * h);
             scales_half(sc, h, sv + 2 * h);
         }
-        for (int u = 0; u < TT; ++u) {
-            const int8_t* c = x.codes + u * K + b * kQ6KBlock;
-            __m512i isum = _mm512_setzero_si512();
-            for (int q = 0; q < 4; ++q) isum = dot64(isum, y[q], sv[q], c + 64 * q);
-            tot[u] = block_isum(isum, sc, x.xsum + u * (K / 16) + 16 * b);
-            s[u] = x.s[u * nb + b];
-        }
         const __m256 d = _mm256_set1_ps(half_to_float(blk + 208));
-        const __m256 isum =
-            _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(tot)));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(isum, _mm256_div_ps(d, _mm256_load_ps(s))));
+        for (int g = 0; g < kGroups; ++g) {
+            __m512i isum[8];
+            alignas(32) float s[8] = {1, 1, 1, 1, 1, 1, 1, 1};  // lanes past TT: unused, finite
+            for (int i = 0; i < 8; ++i) {
+                const int u = 8 * g + i;
+                isum[i] = _mm512_setzero_si512();
+                if (u >= TT) continue;
+                const int8_t* c = x.codes + u * K + b * kQ6KBlock;
+                const __m512i xs = _mm512_zextsi256_si512(load256(x.xsum + u * (K / 16) + 16 * b));
+                isum[i] = _mm512_dpwssd_epi32(isum[i], off, xs);
+                for (int q = 0; q < 4; ++q) isum[i] = dot64(isum[i], y[q], sv[q], c + 64 * q);
+                s[i] = x.s[u * nb + b];
+            }
+            const __m256 tot = _mm256_cvtepi32_ps(sum_lanes8(isum));
+            acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(tot, _mm256_div_ps(d, _mm256_load_ps(s))));
+        }
     }
-    alignas(32) float all[8];
-    _mm256_store_ps(all, acc);
-    for (int u = 0; u < TT; ++u) out[u] = all[u];
+    for (int g = 0; g < kGroups; ++g) {
+        alignas(32) float all[8];
+        _mm256_store_ps(all, acc[g]);
+        for (int i = 0; i < 8 && 8 * g + i < TT; ++i) out[8 * g + i] = all[i];
+    }
 }
 
 template <int TT>
@@ -225,37 +198,44 @@ TL_Q6K512 void gemm_tokens(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0,
     }
 }
 
-// Up to kSmallT tokens through gemm_tokens; false for more.
+// 2 to kSmallT tokens through gemm_tokens<T> (one instance per count: the token
+// loops fully unrolled, which a run-time count lost, 28 -> 40 ms at 8 tokens);
+// false for more.
+template <int TT = 2>
 TL_Q6K512 bool gemm_few_tokens(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1) {
-    static_assert(kSmallT == 8, "the switch below covers T = 2 .. kSmallT");
-    switch (a.T) {
-        case 2: gemm_tokens<2>(a, x, o0, o1); return true;
-        case 3: gemm_tokens<3>(a, x, o0, o1); return true;
-        case 4: gemm_tokens<4>(a, x, o0, o1); return true;
-        case 5: gemm_tokens<5>(a, x, o0, o1); return true;
-        case 6: gemm_tokens<6>(a, x, o0, o1); return true;
-        case 7: gemm_tokens<7>(a, x, o0, o1); return true;
-        case 8: gemm_tokens<8>(a, x, o0, o1); return true;
-        default: return false;
+    if constexpr (TT > kSmallT) {
+        return false;
+    } else {
+        if (a.T != TT) return gemm_few_tokens<TT + 1>(a, x, o0, o1);
+        gemm_tokens<TT>(a, x, o0, o1);
+        return true;
     }
 }
 
-TL_Q6K512 void gemm(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1,
-                    uint8_t* panel) {
-    for (int64_t ob = o0; ob < o1; ob += kRowBlock) {
-        const int64_t rows = o1 - ob < kRowBlock ? o1 - ob : kRowBlock;
-        for (int64_t r = 0; r < rows; ++r)
-            decode_row(a.w + (ob + r) * a.row_bytes, a.K, panel + r * 2 * a.K);
-        for (int64_t t = 0; t < a.T; t += kTileTokens) {
-            const int tt = static_cast<int>(a.T - t < kTileTokens ? a.T - t : kTileTokens);
-            for (int64_t r = 0; r < rows; ++r) {
-                const uint8_t* row = a.w + (ob + r) * a.row_bytes;
-                float out[kTileTokens];
-                tile_dispatch(tt, panel + r * 2 * a.K, row, a.K, x, t, out);
-                for (int i = 0; i < tt; ++i)
-                    a.y[(t + i) * a.y_stride + ob + r] = x.finite[t + i] ? out[i] : kQ6KNaN;
-            }
-        }
+// Tokens [t0, t0 + n) of x and of a's outputs.
+inline FloatGemmArgs token_slice(const FloatGemmArgs& a, int64_t t0, int64_t n) {
+    FloatGemmArgs s = a;
+    s.T = n;
+    s.y = a.y + t0 * a.y_stride;
+    return s;
+}
+inline Q6KActs token_slice(const Q6KActs& x, int64_t t0, int64_t K) {
+    return {x.codes + t0 * K, x.s + t0 * (K / kQ6KBlock), x.xsum + t0 * (K / 16), x.finite + t0};
+}
+
+// Any number of tokens, kSmallT at a time. Each slice reads the weights again; the
+// multiply-adds still outweigh the reads (2b-shape head at 32 tokens: 105-117 ms
+// against 13 ms for one read), and this beat a panel of decoded rows reused by
+// every token (2 threads: 16 tokens 99 -> 49-56 ms, 32 tokens 179-184 -> 106-117).
+TL_Q6K512 void gemm(const FloatGemmArgs& a, const Q6KActs& x, int64_t o0, int64_t o1) {
+    for (int64_t t0 = 0; t0 < a.T; t0 += kSmallT) {
+        const int64_t n = a.T - t0 < kSmallT ? a.T - t0 : kSmallT;
+        const FloatGemmArgs sa = token_slice(a, t0, n);
+        const Q6KActs sx = token_slice(x, t0, a.K);
+        if (n == 1)
+            gemv(sa, sx, o0, o1);
+        else
+            gemm_few_tokens(sa, sx, o0, o1);
     }
 }
 
@@ -266,8 +246,7 @@ void float_gemv_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
 }
 
 void float_gemm_q6_k_avx512(const FloatGemmArgs& a, int64_t o0, int64_t o1) {
-    const Q6KActs x = q6k_quantize_acts(a.x, a.T, a.K);
-    if (!gemm_few_tokens(a, x, o0, o1)) gemm(a, x, o0, o1, panel_bytes(kRowBlock * 2 * a.K));
+    gemm(a, q6k_quantize_acts(a.x, a.T, a.K), o0, o1);
 }
 
 }  // namespace ternlab
