@@ -141,6 +141,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="sequences decoded at once, each with its own KV cache of --ctx tokens",
     )  # fmt: skip
     p.add_argument("--queue", type=int, default=64, help="requests that may wait for a slot")
+    p.add_argument(
+        "--step-tokens", type=int, default=16,
+        help="while sequences decode, tokens per forward pass in all: a new prompt is read "
+        "in chunks of the rest (at least half), so decoding never stalls for a long prompt",
+    )  # fmt: skip
     p.set_defaults(func=_guard(_cmd_serve))
 
 
@@ -225,9 +230,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ternlab.inference.server import serve
 
-    if args.slots < 1 or args.queue < 1:
-        raise ValueError("--slots and --queue must be >= 1")
-    serve(_load(args), args.host, args.port, args.queue)
+    if args.slots < 1 or args.queue < 1 or args.step_tokens < 2:
+        raise ValueError("--slots and --queue must be >= 1, --step-tokens >= 2")
+    serve(_load(args), args.host, args.port, args.queue, args.step_tokens)
     return 0
 
 

@@ -2,10 +2,15 @@
 
 The :class:`Scheduler` owns an :class:`~ternlab.inference.engine.Engine` with ``slots``
 KV-cache slots and one thread that drives it. Each step it runs, in one forward pass
-(:meth:`Engine.eval_batch`), the next token of every decoding sequence and a chunk of at
-most ``prefill_chunk`` prompt tokens of sequences still reading their prompt; then it
-samples each sequence's next token (:class:`~ternlab.inference.decoding.Decoder`) and
-posts it to that request's event queue. A sequence's logits in the batch are those it
+(:meth:`Engine.eval_batch`), the next token of every decoding sequence and a chunk of
+prompt tokens of sequences still reading their prompt; then it samples each sequence's
+next token (:class:`~ternlab.inference.decoding.Decoder`) and posts it to that request's
+event queue. With nothing decoding a step reads up to ``prefill_chunk`` prompt tokens;
+while other sequences decode, their step holds ``step_tokens`` tokens in all (at least
+half of them prompt), so a new prompt rides along in small chunks instead of stalling
+every decoding sequence for one long step ("stall-free" batching): decode steps stay
+short (the p99 gap between tokens), and on CPUs whose batched GEMM costs about the same
+up to 16 tokens (AMX tiles) the prompt is nearly free. A sequence's logits in the batch are those it
 would have alone, so its text equals :meth:`Engine.generate`'s for the same arguments.
 
 Requests wait in a bounded queue (:class:`QueueFull` beyond it) for a free slot. A slot
@@ -30,8 +35,13 @@ from ternlab.inference.decoding import Decoder, TokenLogprob, prompt_logprobs
 from ternlab.inference.engine import Engine
 from ternlab.inference.sampling import Sampler, SamplingParams
 
-#: Prompt tokens evaluated per step (with the decoding tokens of the other sequences).
+#: Prompt tokens evaluated per step when no other sequence is decoding.
 PREFILL_CHUNK = 256
+#: Tokens per step in all while other sequences decode (decoding ones first, then at
+#: least half of it prompt). 16: the width of an AMX tile; the 2b shape's step of 7
+#: decodes + 9 prompt tokens costs 9-12 ms more than 7 decodes alone, where one step
+#: of 64 prompt tokens costs 300-330 ms more (1.2-1.4 against 4.7-5.1 ms a prompt token).
+STEP_TOKENS = 16
 #: A prefix is copied from another slot only when it saves at least this many tokens.
 MIN_COPY = 16
 #: A free slot sharing fewer prompt tokens than this is no better than the least
@@ -80,13 +90,18 @@ class Scheduler:
     """Runs :class:`Job` s on ``engine``'s slots from one thread; see the module docstring."""
 
     def __init__(
-        self, engine: Engine, max_queue: int = 64, prefill_chunk: int = PREFILL_CHUNK
+        self,
+        engine: Engine,
+        max_queue: int = 64,
+        prefill_chunk: int = PREFILL_CHUNK,
+        step_tokens: int = STEP_TOKENS,
     ) -> None:
-        if max_queue < 1 or prefill_chunk < 1:
-            raise ValueError("max_queue and prefill_chunk must be >= 1")
+        if max_queue < 1 or prefill_chunk < 1 or step_tokens < 2:
+            raise ValueError("max_queue and prefill_chunk must be >= 1, step_tokens >= 2")
         self.engine = engine
         self.max_queue = max_queue
         self.prefill_chunk = prefill_chunk
+        self.step_tokens = step_tokens
         self.free = list(range(engine.slots))
         # Per slot: (k, prompt log-prob entries of its cached tokens 1..) from echo requests.
         self.slot_logprobs: dict[int, tuple[int | None, list[TokenLogprob]]] = {}
@@ -230,7 +245,7 @@ class Scheduler:
 
     def _step(self) -> None:
         t0 = time.perf_counter()
-        budget = self.prefill_chunk
+        budget = self._prompt_budget()
         batch: list[tuple[Job, list[int], bool]] = []
         for slot in sorted(self.active):
             job = self.active[slot]
@@ -269,6 +284,14 @@ class Scheduler:
                 st["decode_only_steps"] += 1
                 st["decode_only_s"] += t2 - t1
                 st["decode_only_tokens"] += decode
+
+    def _prompt_budget(self) -> int:
+        """Prompt tokens this step may read (the module docstring)."""
+        decoding = sum(1 for j in self.active.values() if not j.todo)
+        if decoding == 0:
+            return self.prefill_chunk
+        share = max(self.step_tokens - decoding, self.step_tokens // 2)
+        return min(share, self.prefill_chunk)
 
     def _read(self, job: Job, chunk: list[int], rows, all_rows: bool) -> None:
         """Bookkeeping after ``chunk`` of the prompt went through the model."""

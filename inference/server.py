@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ternlab import __version__
 from ternlab.inference.engine import Engine
 from ternlab.inference.openai_api import Choice, Plan, RequestError, parse, usage
-from ternlab.inference.scheduler import QueueFull, Scheduler
+from ternlab.inference.scheduler import STEP_TOKENS, QueueFull, Scheduler
 
 MAX_BODY = 8 << 20  # bytes of request JSON accepted
 POLL_S = 0.25  # how often a waiting handler checks that its client is still there
@@ -65,12 +65,17 @@ class Server(ThreadingHTTPServer):
 
 
 def make_server(
-    engine: Engine, host: str = "127.0.0.1", port: int = 8080, max_queue: int = 64
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    max_queue: int = 64,
+    step_tokens: int = STEP_TOKENS,
 ) -> Server:
     """A server for ``engine`` bound to ``host:port`` (``port=0``: any free port).
 
-    It decodes ``engine.slots`` sequences at once; ``max_queue`` more may wait. The
-    server owns the engine: do not use it from other threads while the server runs.
+    It decodes ``engine.slots`` sequences at once; ``max_queue`` more may wait; while
+    sequences decode, a step holds ``step_tokens`` tokens in all (:class:`Scheduler`).
+    The server owns the engine: do not use it from other threads while the server runs.
     """
     api = _Api(engine)
     handler = type("Handler", (_Handler,), {"api": api})
@@ -78,13 +83,21 @@ def make_server(
         server = Server((host, port), handler)
     except OSError as e:
         raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    server.scheduler = api.scheduler = Scheduler(engine, max_queue=max_queue)
+    server.scheduler = api.scheduler = Scheduler(
+        engine, max_queue=max_queue, step_tokens=step_tokens
+    )
     return server
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8080, max_queue: int = 64) -> None:
+def serve(
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    max_queue: int = 64,
+    step_tokens: int = STEP_TOKENS,
+) -> None:
     """Serve until Ctrl-C."""
-    server = make_server(engine, host, port, max_queue)
+    server = make_server(engine, host, port, max_queue, step_tokens)
     h, p = server.server_address[:2]
     print(
         f"ternlab serve: {engine.path.name} on http://{h}:{p}/v1, {engine.slots} slot(s) of "
