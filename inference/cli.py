@@ -142,7 +142,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--queue", type=int, default=64, help="requests that may wait for a slot")
     p.add_argument(
-        "--step-tokens", type=int, default=16,
+        "--step-tokens", type=int, default=16,  # scheduler.STEP_TOKENS (tested)
         help="while sequences decode, tokens per forward pass in all: a new prompt is read "
         "in chunks of the rest (at least half), so decoding never stalls for a long prompt",
     )  # fmt: skip

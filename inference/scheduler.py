@@ -10,8 +10,9 @@ while other sequences decode, their step holds ``step_tokens`` tokens in all (at
 half of them prompt), so a new prompt rides along in small chunks instead of stalling
 every decoding sequence for one long step ("stall-free" batching): decode steps stay
 short (the p99 gap between tokens), and on CPUs whose batched GEMM costs about the same
-up to 16 tokens (AMX tiles) the prompt is nearly free. A sequence's logits in the batch are those it
-would have alone, so its text equals :meth:`Engine.generate`'s for the same arguments.
+up to 16 tokens (AMX tiles) the prompt is nearly free; the new request waits longer for
+its first token. A sequence's logits in the batch are those it would have alone, so its
+text equals :meth:`Engine.generate`'s for the same arguments.
 
 Requests wait in a bounded queue (:class:`QueueFull` beyond it) for a free slot. A slot
 keeps its tokens after its request ends; a new prompt goes to the free slot sharing the

@@ -11,6 +11,7 @@ import pytest
 from engine_helpers import engine_model
 
 from ternlab.inference.engine import Engine
+from ternlab.inference.scheduler import STEP_TOKENS
 
 FIELDS = (
     "model", "file_size", "arch", "type", "isa", "layout", "kv_type", "kv_cache_bytes", "threads",
@@ -142,6 +143,11 @@ def test_missing_file_is_one_line_and_exit_1(tmp_path, cmd):
     assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
+def test_serve_refuses_a_step_budget_below_two(gguf):
+    r = _run("serve", "-m", str(gguf), "--port", "0", "--step-tokens", "1")
+    assert r.returncode == 1 and "--step-tokens >= 2" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_corrupt_file_is_one_line_and_exit_1(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file at all" * 4)
@@ -161,7 +167,17 @@ def test_too_long_prompt_is_an_error_not_a_traceback(gguf):
         ("run", ["--temp", "(default: 0.8)", "--top-k", "--seed"]),
         ("chat", ["/exit", "--system"]),
         ("bench", ["(default: 128)", "comma-separated"]),
-        ("serve", ["(default: 127.0.0.1)", "(default: 8080)", "--kv-type", "(default: f32)"]),
+        (
+            "serve",
+            [
+                "(default: 127.0.0.1)",
+                "(default: 8080)",
+                "--kv-type",
+                "(default: f32)",
+                "--step-tokens STEP_TOKENS while sequences decode",
+                f"for a long prompt (default: {STEP_TOKENS})",
+            ],
+        ),
     ],
 )
 def test_help_shows_options_and_defaults(cmd, words):
